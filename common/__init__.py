@@ -1,0 +1,1 @@
+"""Shared code for the paper reproductions: data, models, training, evaluation."""

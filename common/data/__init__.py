@@ -1,0 +1,14 @@
+"""Dataset readers, the deterministic batch stream, and the download helper."""
+
+from common.data.pipeline import batch_indices, take
+from common.data.sources import (
+                                 DataError,
+                                 data_dir,
+                                 load_char_corpus,
+                                 load_mnist,
+                                 load_omniglot,
+                                 read_idx,
+)
+
+__all__ = ['DataError', 'batch_indices', 'data_dir', 'load_char_corpus', 'load_mnist',
+           'load_omniglot', 'read_idx', 'take']

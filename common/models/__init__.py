@@ -1,0 +1,1 @@
+"""Model pieces shared by several papers."""

@@ -1,0 +1,206 @@
+"""The shared supervised trainer: explicit state, one jitted step, eval, metrics, checkpoints.
+
+An experiment supplies pure functions and `fit` does the rest:
+
+    loss_fn(params, batch, rng) -> (loss, {metric: value})   # differentiated
+    eval_fn(params, batch) -> {metric: value}                  # averaged over eval batches
+    train_batch(step) -> this process's rows of global batch `step` (numpy, pure in step)
+
+Phases in order: mesh -> state -> shard -> step -> resume -> loop (log, eval, checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from absl import logging
+
+from common import parallel
+from common.checkpoint import Checkpointer
+from common.metrics import MetricWriter, nonfinite
+
+Batch = dict[str, np.ndarray]
+SYNC_EVERY = 8  # host sync interval: deep async queues can deadlock CPU collectives
+
+
+class NonFiniteError(RuntimeError):
+  """A training metric became NaN or infinite; the last good checkpoint is kept."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """Linear warmup then constant / cosine / linear decay to `lr * final_lr_fraction`."""
+  warmup = min(optim.warmup_steps, total_steps)
+  decay_steps = max(total_steps - warmup, 1)
+  final = optim.lr * optim.get('final_lr_fraction', 0.0)
+  decay = {
+      'constant': optax.constant_schedule(optim.lr),
+      'cosine': optax.cosine_decay_schedule(optim.lr, decay_steps, final / optim.lr),
+      'linear': optax.linear_schedule(optim.lr, final, decay_steps),
+  }[optim.schedule]
+  if not warmup:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, optim.lr, warmup), decay], [warmup])
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int
+                   ) -> optax.GradientTransformation:
+  """optax chain from `config.optim`: clip -> {adamw | adam | sgd(+momentum, nesterov)}."""
+  lr = make_schedule(optim, total_steps)
+  if optim.name == 'adamw':
+    core = optax.adamw(lr, b1=optim.get('b1', 0.9), b2=optim.get('b2', 0.999),
+                       weight_decay=optim.weight_decay)
+  elif optim.name == 'adam':
+    core = optax.adam(lr, b1=optim.get('b1', 0.9), b2=optim.get('b2', 0.999))
+  else:
+    core = optax.chain(optax.add_decayed_weights(optim.weight_decay),
+                       optax.sgd(lr, momentum=optim.get('momentum', 0.9) or None,
+                                 nesterov=optim.get('nesterov', False)))
+  clip = [optax.clip_by_global_norm(optim.grad_clip)] if optim.grad_clip else []
+  return optax.chain(*clip, core)
+
+
+def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
+  """(state, batch) -> (state, metrics); the step's PRNG key is fold_in(state.rng, step)."""
+
+  def train_step(state: TrainState, batch: Batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **metrics}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def init_state(params: Any, tx: optax.GradientTransformation, seed: int) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    rng=jax.random.key_data(jax.random.key(seed)))
+
+
+@dataclasses.dataclass
+class FitResult:
+  state: TrainState
+  eval_metrics: dict[str, float]
+  preempted: bool = False
+  seconds: float = 0.0
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks, so the run checkpoints and exits cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread
+      self._previous = None
+    return self
+
+  def _handle(self, *_):
+    logging.warning('SIGTERM: saving a checkpoint at the current step, then exiting')
+    self.requested = True
+
+  def __exit__(self, *_):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def evaluate(eval_step: Callable, params: Any, batches: Iterable[Batch],
+             mesh: jax.sharding.Mesh) -> dict[str, float]:
+  """Mean of `eval_step` metrics over the batches (equal-sized batches)."""
+  totals, n = {}, 0
+  for i, batch in enumerate(batches):
+    metrics = eval_step(params, parallel.shard_batch(batch, mesh))
+    if i % SYNC_EVERY == SYNC_EVERY - 1:
+      jax.block_until_ready(metrics)
+    totals = metrics if not totals else jax.tree.map(jnp.add, totals, metrics)
+    n += 1
+  return {k: float(v) / n for k, v in jax.device_get(totals).items()}
+
+
+def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.Mesh,
+        params: Any, loss_fn: Callable, train_batch: Callable[[int], Batch],
+        eval_fn: Callable | None = None,
+        eval_batches: Callable[[], Iterable[Batch]] | None = None,
+        tx: optax.GradientTransformation | None = None) -> FitResult:
+  """Trains `config.train.steps` steps from the newest good checkpoint in `workdir`."""
+  cfg = config.train
+  started = time.time()
+  # --- state -----------------------------------------------------------------------------
+  tx = tx or make_optimizer(config.optim, cfg.steps)
+  state = parallel.replicate(init_state(params, tx, config.seed), mesh)
+  # --- step --------------------------------------------------------------------------------
+  train_step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0)
+  eval_step = jax.jit(eval_fn) if eval_fn is not None else None
+  # --- resume ------------------------------------------------------------------------------
+  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints,
+                      config.to_json_best_effort())
+  state, start = ckpt.restore_latest(state)
+  writer = MetricWriter(workdir, resume_step=start)
+  eval_metrics: dict[str, float] = {}
+
+  def run_eval(step: int) -> dict[str, float]:
+    metrics = evaluate(eval_step, state.params, eval_batches(), mesh)
+    writer.write_scalars(step, {f'eval/{k}': v for k, v in metrics.items()})
+    if jax.process_index() == 0:
+      tqdm.tqdm.write(f'step {step} eval {json.dumps(metrics)}')
+    return metrics
+
+  # --- loop --------------------------------------------------------------------------------
+  lr_at = make_schedule(config.optim, cfg.steps)
+  progress = tqdm.tqdm(total=cfg.steps, initial=start, disable=jax.process_index() != 0,
+                       mininterval=2.0, desc=os.path.basename(workdir.rstrip('/')))
+  with _Preemption() as preemption:
+    for step in range(start, cfg.steps):
+      state, metrics = train_step(state, parallel.shard_batch(train_batch(step), mesh))
+      done = step + 1
+      if done % cfg.log_every == 0 or done == cfg.steps:  # the logged step's own values
+        logged = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        bad = nonfinite(logged)
+        if bad:
+          ckpt.wait()
+          raise NonFiniteError(f'step {done}: train/{bad} is {logged[bad]}; stopped, the last '
+                               'good checkpoint is kept (lower optim.lr or check the data)')
+        writer.write_scalars(done, {f'train/{k}': v for k, v in logged.items()}
+                             | {'train/lr': float(lr_at(step))})
+        progress.set_postfix(loss=f'{logged["loss"]:.4f}', refresh=False)
+      elif done % SYNC_EVERY == 0:
+        jax.block_until_ready(state)
+      progress.update(1)
+      if eval_step and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+        eval_metrics = run_eval(done)
+      if done % cfg.checkpoint_every == 0 or done == cfg.steps or preemption.requested:
+        ckpt.save(done, state)
+      if preemption.requested:
+        break
+  progress.close()
+  if eval_step and not preemption.requested:
+    eval_metrics = run_eval(int(state.step))
+  ckpt.wait()
+  writer.close()
+  return FitResult(state, eval_metrics, preemption.requested, time.time() - started)

@@ -1,0 +1,23 @@
+"""Test session setup: 8 simulated CPU devices and a persistent compilation cache.
+
+Tests that are not about data parallelism pass `num_devices=1` (or build a 1-device mesh).
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+jax.config.update('jax_compilation_cache_dir', str(ROOT / '.cache' / 'jax'))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+@pytest.fixture(scope='session')
+def data_dir() -> pathlib.Path | None:
+  """The shared data directory ($PAPERS_DATA_DIR), or None when it is not set."""
+  path = os.environ.get('PAPERS_DATA_DIR')
+  return pathlib.Path(path) if path and pathlib.Path(path).is_dir() else None
