@@ -21,6 +21,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from common import config as cfglib
+from common import data
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:arg].',
@@ -45,7 +46,14 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return FLAGS(argv)
   except (flags.Error, KeyError, TypeError, ValueError, AttributeError, OSError) as e:
-    _fail(' '.join(str(e).split())[:500])
+    message = ' '.join(str(e).split())
+    key = message.strip('\'"')  # config_flags reports an unknown key as just its name
+    unknown = [a.split('=')[0] for a in argv
+               if a.startswith('--config.') and key in a.split('=')[0].split('.')]
+    if unknown:
+      _fail(f'{unknown[0]}: no such setting in this config; check the spelling against '
+            'the config file')
+    _fail(message[:500])
 
 
 def _check_resume_target(workdir: str, config_json: str) -> None:
@@ -79,6 +87,8 @@ def run(config, workdir: str) -> None:
   if hasattr(module, 'validate'):
     num_devices = config.get('num_devices', -1)
     module.validate(config, num_devices if num_devices > 0 else jax.device_count())
+  if 'data' in config and 'data_dir' in config.data:
+    data.data_dir(config.data.data_dir)  # an explicit but missing data path fails here
   cfglib.check_workdir(workdir)
   config_json = config.to_json_best_effort(indent=2, sort_keys=True)
   _check_resume_target(workdir, config_json)
@@ -96,13 +106,20 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]}: settings go in --config.KEY=VALUE')
-  if _CONFIG.value is None:
+  try:
+    config = _CONFIG.value
+    if config is not None:
+      config.get('experiment')
+  except OSError as e:  # config_flags defers a failed load to the first access
+    _fail(f'--config={FLAGS["config"].serialize().split("=", 1)[-1]} cannot be loaded '
+          f'({str(e).splitlines()[-1].strip()}): pass an existing config file')
+  if config is None:
     _fail('--config is required: pass --config=configs/quickstart.py')
   if not FLAGS.workdir:
     _fail('--workdir is required: pass --workdir=/tmp/run')
   from common.train import NonFiniteError
   try:
-    run(_CONFIG.value, FLAGS.workdir)
+    run(config, FLAGS.workdir)
   except cfglib.ConfigError as e:
     _fail(str(e))
   except NonFiniteError as e:

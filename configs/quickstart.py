@@ -3,7 +3,7 @@
     python -m common.main --config=configs/quickstart.py --workdir=/tmp/quickstart
     python -m common.main --config=configs/quickstart.py:smoke --workdir=/tmp/qs_smoke
 
-Expected: validation bits/char falls from ~6.1 (uniform over 65 chars) to about 2.5.
+Expected: validation bits/char falls from ~6 (uniform over 65 chars) to about 2.6 in 600 steps.
 """
 
 import ml_collections

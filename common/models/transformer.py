@@ -115,7 +115,7 @@ class Transformer(nn.Module):
   num_layers: int = 2
   d_model: int = 128
   num_heads: int = 4
-  num_kv_heads: int = 4
+  num_kv_heads: int | None = None  # None: as many as num_heads (no grouping)
   mlp_dim: int = 512
   causal: bool = True
   rope_theta: float = 10000.0
@@ -126,7 +126,11 @@ class Transformer(nn.Module):
   def setup(self):
     self.embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=_init)
     head_dim = self.d_model // self.num_heads
-    self.layers = [Block(self.num_heads, self.num_kv_heads, head_dim, self.mlp_dim,
+    kv_heads = self.num_kv_heads or self.num_heads
+    if self.num_heads % kv_heads or self.d_model % self.num_heads:
+      raise ValueError(f'num_heads={self.num_heads} must divide d_model={self.d_model} and be '
+                       f'a multiple of num_kv_heads={kv_heads}')
+    self.layers = [Block(self.num_heads, kv_heads, head_dim, self.mlp_dim,
                          self.rope_theta, self.norm_eps, self.dtype, name=f'layer_{i}')
                    for i in range(self.num_layers)]
     self.norm_final = RMSNorm(self.norm_eps)

@@ -1,0 +1,128 @@
+"""The shared trainer: data parallel == single device, exact resume, checkpoint integrity."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from common import lm, parallel, train
+from common.checkpoint import Checkpointer
+from common.metrics import read_metrics
+from common.quickstart import load_config
+from tests.testutil import ROOT, latest_state, run_main
+
+
+def smoke_config(**train):
+  config = load_config(ROOT / 'configs' / 'quickstart.py', 'smoke')
+  config.train.update(train)
+  return config
+
+
+def test_eight_devices_match_one(tmp_path):
+  assert jax.device_count() == 8
+  results = {}
+  for n in (1, 8):
+    config = smoke_config(steps=4, checkpoint_every=4)
+    config.num_devices = n
+    results[n] = lm.train_and_evaluate(config, str(tmp_path / str(n)))
+  one, eight = results[1], results[8]
+  chex_close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+  jax.tree.map(chex_close, jax.device_get(one.state.params), jax.device_get(eight.state.params))
+  chex_close(one.eval_metrics['loss'], eight.eval_metrics['loss'])
+  losses = {n: [r['train/loss'] for r in read_metrics(tmp_path / str(n)) if 'train/loss' in r]
+            for n in (1, 8)}
+  chex_close(losses[1], losses[8])
+
+
+def _quickstart_args(workdir, steps=12):
+  return ('--config=configs/quickstart.py:smoke', f'--workdir={workdir}',
+          f'--config.train.steps={steps}', '--config.train.checkpoint_every=2',
+          '--config.train.log_every=1', '--config.train.keep_checkpoints=3')
+
+
+def test_entry_point_runs_quickstart_and_writes_outputs(tmp_path):
+  proc = run_main(*_quickstart_args(tmp_path, steps=4))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert (tmp_path / 'config.json').exists()
+  assert json.loads((tmp_path / 'config.json').read_text())['train']['steps'] == 4
+  assert [r['step'] for r in read_metrics(tmp_path) if 'train/loss' in r] == [1, 2, 3, 4]
+  assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
+  assert latest_state(tmp_path)[1] == 4
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_bit_identical(tmp_path):
+  """SIGKILL mid-run, resume: same parameters, optimizer state and metrics as no kill."""
+  ref = run_main(*_quickstart_args(tmp_path / 'ref'))
+  assert ref.returncode == 0, ref.stderr[-2000:]
+  workdir = tmp_path / 'killed'
+  proc = subprocess.Popen([sys.executable, '-m', 'common.main', *_quickstart_args(workdir)],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          env={**__import__('os').environ,
+                               'XLA_FLAGS': '--xla_force_host_platform_device_count=1'})
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    steps = [r['step'] for r in read_metrics(workdir)] if (workdir / 'metrics.jsonl').exists() \
+        else []
+    if steps and steps[-1] >= 5:
+      proc.send_signal(signal.SIGKILL)
+      break
+    time.sleep(0.05)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+  resumed = run_main(*_quickstart_args(workdir))
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  (a, step_a), (b, step_b) = latest_state(tmp_path / 'ref'), latest_state(workdir)
+  assert step_a == step_b == 12
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert read_metrics(tmp_path / 'ref') == read_metrics(workdir)
+
+
+def _toy_state(value):
+  tx = optax.sgd(0.1)
+  return train.init_state({'w': jnp.full((3,), value)}, tx, seed=0)
+
+
+def test_corrupted_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
+  ckpt = Checkpointer(str(tmp_path), keep=3, config_json='{"model": {}}')
+  ckpt.save(1, _toy_state(1.0))
+  ckpt.save(2, _toy_state(2.0))
+  ckpt.wait()
+  for f in (tmp_path / '2' / 'state').rglob('*'):
+    if f.is_file() and f.stat().st_size > 0 and 'metadata' not in f.name:
+      f.write_bytes(b'\0' * f.stat().st_size)  # same size, wrong bytes
+  (tmp_path / '3.orbax-checkpoint-tmp-0').mkdir()  # a half-written checkpoint
+  fresh = Checkpointer(str(tmp_path), keep=3, config_json='{"model": {}}')
+  state, step = fresh.restore_latest(_toy_state(0.0))
+  assert step == 1
+  np.testing.assert_array_equal(state.params['w'], [1.0, 1.0, 1.0])
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+  from common.config import ConfigError
+  old = Checkpointer(str(tmp_path), 2, '{"model": {"d": 1}}')
+  old.save(1, _toy_state(1.0))
+  old.wait()
+  with pytest.raises(ConfigError, match='different config.model'):
+    Checkpointer(str(tmp_path), 2, '{"model": {"d": 2}}').restore_latest(_toy_state(0.0))
+
+
+def test_nonfinite_loss_halts_and_keeps_last_good_checkpoint(tmp_path):
+  config = smoke_config(steps=6, checkpoint_every=2, log_every=1)
+  mesh = parallel.make_mesh(1)
+
+  def loss_fn(params, batch, rng):
+    loss = jnp.sum(params['w'] ** 2)
+    return jnp.where(batch['x'][0] >= 3, jnp.nan, loss), {}
+
+  with pytest.raises(train.NonFiniteError, match='step 4: train/loss is nan'):
+    train.fit(config, str(tmp_path), mesh=mesh, params={'w': jnp.ones(2)}, loss_fn=loss_fn,
+              train_batch=lambda step: {'x': np.full((8,), step)})
+  assert latest_state(tmp_path)[1] == 2

@@ -1,0 +1,28 @@
+"""The README/WORKSPACE tables are exactly what `common.report` writes from results files."""
+
+import pytest
+
+from common import report, results
+
+
+def test_generated_tables_are_up_to_date():
+  stale = [str(p) for p, text in report.render().items() if p.read_text() != text]
+  assert not stale, f'run `python -m common.report`: {stale}'
+
+
+def test_results_without_provenance_are_rejected():
+  with pytest.raises(ValueError, match='provenance lacks'):
+    report.check_results({'provenance': {'command': 'x'}, 'claims': []}, 'r.json')
+
+
+def test_verdict_rule():
+  assert results.verdict(0.5, 0.1) == 'reproduced'
+  assert results.verdict(0.05, 0.1) == 'partly'
+  assert results.verdict(-0.5, 0.1) == 'not'
+  assert results.verdict(-0.5, 0.1, expected_sign=-1) == 'reproduced'
+
+
+def test_replace_block_keeps_surrounding_text():
+  text = f'intro\n{report.BEGIN}\nold\n{report.END}\noutro\n'
+  expected = f'intro\n{report.BEGIN}\nnew\n{report.END}\noutro\n'
+  assert report.replace_block(text, 'new', 'x') == expected
