@@ -30,6 +30,10 @@ def state_checksum(state: Any) -> str | None:
   return digest.hexdigest()
 
 
+class CheckpointWriteError(RuntimeError):
+  """Writing a checkpoint failed (disk full, permissions); older checkpoints are intact."""
+
+
 class Checkpointer:
   """Saves and restores `{state, meta}` under `<workdir>/checkpoints/<step>`."""
 
@@ -42,11 +46,27 @@ class Checkpointer:
     if step in self.manager.all_steps():
       return
     meta = {'step': step, 'checksum': state_checksum(state), 'config': self.config}
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    except OSError as e:
+      try:  # let earlier checkpoints still being written finish
+        self.manager.wait_until_finished()
+      finally:
+        raise self._write_error(step, e) from None
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    try:
+      self.manager.wait_until_finished()
+    except OSError as e:  # an async write that failed in the background
+      raise self._write_error(None, e) from None
+
+  def _write_error(self, step: int | None, e: OSError) -> CheckpointWriteError:
+    good = [s for s in self.manager.all_steps() if s != step]
+    kept = f'checkpoint {max(good)} is intact' if good else 'no earlier checkpoint exists'
+    return CheckpointWriteError(
+        f'writing checkpoint {step if step is not None else ""} to {self.manager.directory} '
+        f'failed ({e.strerror or e}): free disk space or pass another --workdir; {kept}')
 
   def restore_latest(self, target: Any) -> tuple[Any, int]:
     """Newest good checkpoint shaped and sharded like `target`, else (target, 0)."""

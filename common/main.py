@@ -33,7 +33,7 @@ flags.DEFINE_integer('process_id', None, 'This process index (multi-host only).'
 flags.DEFINE_string('compilation_cache', os.path.expanduser('~/.cache/papers_jax'),
                     'Persistent XLA compilation cache directory ("" disables it).')
 
-EXIT_BAD_INPUT, EXIT_NONFINITE = 2, 3
+EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_CHECKPOINT = 2, 3, 4
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -117,6 +117,7 @@ def main(argv: list[str]) -> None:
     _fail('--config is required: pass --config=configs/quickstart.py')
   if not FLAGS.workdir:
     _fail('--workdir is required: pass --workdir=/tmp/run')
+  from common.checkpoint import CheckpointWriteError
   from common.train import NonFiniteError
   try:
     run(config, FLAGS.workdir)
@@ -124,6 +125,8 @@ def main(argv: list[str]) -> None:
     _fail(str(e))
   except NonFiniteError as e:
     _fail(str(e), EXIT_NONFINITE)
+  except CheckpointWriteError as e:
+    _fail(str(e), EXIT_CHECKPOINT)
 
 
 if __name__ == '__main__':

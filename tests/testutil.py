@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -22,8 +24,13 @@ def run_main(*args: str, env: dict | None = None, timeout: float = 300,
 
 
 def latest_state(workdir: str | os.PathLike):
-  """The raw (numpy) train state of the newest checkpoint in a workdir, and its step."""
-  manager = ocp.CheckpointManager(pathlib.Path(workdir) / 'checkpoints')
-  step = manager.latest_step()
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  return restored['state'], step
+  """The train state of the newest checkpoint in a workdir as numpy arrays (whatever devices
+  or processes wrote it), and its step."""
+  step = ocp.CheckpointManager(pathlib.Path(workdir) / 'checkpoints').latest_step()
+  path = pathlib.Path(workdir) / 'checkpoints' / str(step) / 'state'
+  tree = ocp.PyTreeCheckpointHandler().metadata(path).tree
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree,
+                          is_leaf=lambda x: hasattr(x, 'shape'))
+  state = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
+      restore_args=as_numpy))
+  return state, step

@@ -1,0 +1,115 @@
+"""Fault tolerance: kill/preempt and resume exactly, multi-process == one process, disk failure."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import parallel, train
+from common.checkpoint import CheckpointWriteError
+from common.metrics import read_metrics
+from tests.test_foundation_train import smoke_config
+from tests.testutil import ROOT, latest_state, run_main
+
+
+def quickstart_args(workdir, steps=12):
+  return ('--config=configs/quickstart.py:smoke', f'--workdir={workdir}',
+          f'--config.train.steps={steps}', '--config.train.checkpoint_every=4',
+          '--config.train.log_every=1', '--config.train.keep_checkpoints=3')
+
+
+def _start(args, devices=1, extra_env=None):
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             **(extra_env or {}))
+  return subprocess.Popen([sys.executable, '-m', 'common.main', *args], cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def interrupt_at(args, workdir, sig, min_step: int) -> subprocess.Popen:
+  """Runs the command and sends `sig` once `min_step` steps are logged."""
+  proc = _start(args)
+  path = workdir / 'metrics.jsonl'
+  while proc.poll() is None:
+    if path.exists() and (rows := read_metrics(workdir)) and rows[-1]['step'] >= min_step:
+      proc.send_signal(sig)
+      break
+  proc.wait(timeout=120)
+  return proc
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('reference')
+  proc = run_main(*quickstart_args(workdir))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return workdir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('sig, stop_step', [(signal.SIGKILL, 6), (signal.SIGTERM, 3)])
+def test_interrupted_run_resumes_bit_identical(tmp_path, reference, sig, stop_step):
+  """SIGKILL loses the steps since the last checkpoint; SIGTERM checkpoints the current step
+  and exits 0. Either way the resumed run ends with the uninterrupted run's parameters,
+  optimizer state, PRNG and metrics file (no duplicated or missing steps)."""
+  args = quickstart_args(tmp_path)
+  proc = interrupt_at(args, tmp_path, sig, stop_step)
+  if sig == signal.SIGKILL:
+    assert proc.returncode == -signal.SIGKILL
+  else:
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    _, step = latest_state(tmp_path)
+    assert step == read_metrics(tmp_path)[-1]['step'] < 12  # saved where it stopped
+  resumed = run_main(*args)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  (a, step_a), (b, step_b) = latest_state(reference), latest_state(tmp_path)
+  assert step_a == step_b == 12
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert read_metrics(reference) == read_metrics(tmp_path)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+  """2 processes x 2 CPU devices (jax.distributed on 127.0.0.1) == 1 process x 4 devices."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  args = quickstart_args(tmp_path / 'multi', steps=4)
+  procs = [_start([*args, f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+                   f'--process_id={i}'], devices=2) for i in range(2)]
+  for p in procs:
+    try:
+      assert p.wait(timeout=240) == 0, p.stderr.read()[-2000:]
+    finally:
+      p.kill()  # after jax.distributed.initialize, JAX handles SIGTERM itself
+  single = run_main(*quickstart_args(tmp_path / 'single', steps=4), devices=4)
+  assert single.returncode == 0, single.stderr[-2000:]
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # noqa: E731
+  multi_rows, single_rows = read_metrics(tmp_path / 'multi'), read_metrics(tmp_path / 'single')
+  assert [r['step'] for r in multi_rows] == [r['step'] for r in single_rows]
+  close([r.get('train/loss', 0) for r in multi_rows], [r.get('train/loss', 0) for r in single_rows])
+  jax.tree.map(close, latest_state(tmp_path / 'multi')[0], latest_state(tmp_path / 'single')[0])
+
+
+def test_disk_failure_while_checkpointing_keeps_the_previous_one(tmp_path):
+  config = smoke_config(steps=6, checkpoint_every=2, log_every=1)
+  loss_fn = lambda params, batch, rng: (jnp.sum((params['w'] - batch['x'].mean()) ** 2), {})
+  real_save = train.Checkpointer.save
+
+  def failing_save(self, step, state):
+    if step >= 4:
+      self.manager.save = mock.Mock(side_effect=OSError(28, 'No space left on device'))
+    return real_save(self, step, state)
+
+  with mock.patch.object(train.Checkpointer, 'save', failing_save), \
+      pytest.raises(CheckpointWriteError, match='No space left on device.*checkpoint 2 is intact'):
+    train.fit(config, str(tmp_path), mesh=parallel.make_mesh(1), params={'w': jnp.ones(2)},
+              loss_fn=loss_fn, train_batch=lambda step: {'x': np.full((8,), float(step))})
+  state, step = latest_state(tmp_path)
+  assert step == 2 and state['step'] == 2
