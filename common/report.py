@@ -18,6 +18,7 @@ from common.results import PROVENANCE, VERDICTS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
+BENCH_BEGIN, BENCH_END = '<!-- bench:begin -->', '<!-- bench:end -->'
 PAPERS = ('parscale', 'edlm', 'rs2', 'redi', 'props', 'atss', 'sampling_free', 'unpg')
 
 
@@ -76,12 +77,27 @@ def status_table(all_results: dict[str, dict | None]) -> str:
                          'wall time'), rows)
 
 
-def replace_block(text: str, block: str, where: str) -> str:
-  if BEGIN not in text or END not in text:
-    raise ValueError(f'{where} has no {BEGIN} ... {END} markers')
-  head, rest = text.split(BEGIN, 1)
-  _, tail = rest.split(END, 1)
-  return f'{head}{BEGIN}\n{block}\n{END}{tail}'
+def replace_block(text: str, block: str, where: str, begin: str = BEGIN, end: str = END) -> str:
+  if begin not in text or end not in text:
+    raise ValueError(f'{where} has no {begin} ... {end} markers')
+  head, rest = text.split(begin, 1)
+  _, tail = rest.split(end, 1)
+  return f'{head}{begin}\n{block}\n{end}{tail}'
+
+
+def bench_table(bench: dict) -> str:
+  """The benchmark table: ratios against the roofline, PyTorch, the loader and 1 device."""
+  fmt = lambda v, spec: '' if v is None else format(v, spec)  # noqa: E731
+  rows = [(r['entry'], r['shape'], fmt(r['compile_s'], '.1f'), fmt(r['step_s'] * 1e3, '.1f'),
+           fmt(r['flop_per_s'] / 1e9, '.1f'), fmt(r['roofline_fraction'], '.0%'),
+           fmt(r.get('torch_step_s') and r['torch_step_s'] * 1e3, '.1f'),
+           fmt(r.get('jax_speedup_over_torch'), '.2f'), fmt(r['loader_fraction'], '.1%'),
+           fmt(r['dp8_over_dp1'], '.2f')) for r in bench['rows']]
+  head = (f'Measured by `{bench["command"]}` on {bench["date"]} ({bench["machine"]}); float32 '
+          f'matmul roofline {bench["roofline_flop_per_s"] / 1e9:.1f} GFLOP/s.\n\n')
+  return head + markdown_table(
+      ('entry', 'shape', 'compile s', 'step ms', 'GFLOP/s', 'of roofline', 'PyTorch ms',
+       'JAX speed-up', 'loader / step', '8 dev / 1 dev time'), rows)
 
 
 def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
@@ -98,7 +114,12 @@ def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
     readme = root / 'papers' / name / 'README.md'
     out[readme] = replace_block(readme.read_text(), paper_section(results), str(readme))
   workspace = root / 'WORKSPACE.md'
-  out[workspace] = replace_block(workspace.read_text(), status_table(all_results), str(workspace))
+  text = replace_block(workspace.read_text(), status_table(all_results), str(workspace))
+  bench = root / 'benchmarks' / 'results.json'
+  if bench.exists():
+    text = replace_block(text, bench_table(json.loads(bench.read_text())), str(workspace),
+                         BENCH_BEGIN, BENCH_END)
+  out[workspace] = text
   return out
 
 

@@ -1,0 +1,1 @@
+"""Speed benchmarks: scripts that print ratios and write JSON, never timed tests."""
