@@ -37,8 +37,9 @@ class CheckpointWriteError(RuntimeError):
 class Checkpointer:
   """Saves and restores `{state, meta}` under `<workdir>/checkpoints/<step>`."""
 
-  def __init__(self, directory: str, keep: int, config_json: str):
+  def __init__(self, directory: str, keep: int, config_json: str, strict: bool = True):
     self.config = json.loads(config_json)
+    self.strict = strict
     self.manager = ocp.CheckpointManager(
         directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
@@ -80,7 +81,8 @@ class Checkpointer:
                         step, str(e).splitlines()[0][:200])
         continue
       meta = restored['meta']
-      self._check_same_model(meta.get('config', {}))
+      if self.strict:
+        self._check_same_model(meta.get('config', {}))
       expected = meta.get('checksum')
       if expected is not None and state_checksum(restored['state']) != expected:
         logging.warning('checkpoint %d fails its checksum; trying the previous one', step)
@@ -95,4 +97,4 @@ class Checkpointer:
         raise ConfigError(
             f'the workdir holds checkpoints of a different config.{section} '
             f'({saved.get(section)} != {self.config.get(section)}): '
-            'pass a fresh --workdir, or delete its checkpoints/ folder to start over')
+            'pass a fresh --workdir, or --force_resume to resume anyway')

@@ -30,6 +30,8 @@ flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and results go.
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-host only).')
 flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-host only).')
 flags.DEFINE_integer('process_id', None, 'This process index (multi-host only).')
+flags.DEFINE_bool('force_resume', False,
+                  'Resume even if the workdir\'s checkpoints come from another model config.')
 flags.DEFINE_string('compilation_cache', os.path.expanduser('~/.cache/papers_jax'),
                     'Persistent XLA compilation cache directory ("" disables it).')
 
@@ -68,7 +70,7 @@ def _check_resume_target(workdir: str, config_json: str) -> None:
     if saved.get(section) != new.get(section):
       raise cfglib.ConfigError(
           f'--workdir={workdir} holds checkpoints of a different config.{section}: '
-          'pass a fresh --workdir, or delete its checkpoints/ folder to start over')
+          'pass a fresh --workdir, or --force_resume to resume anyway')
 
 
 def run(config, workdir: str) -> None:
@@ -90,8 +92,12 @@ def run(config, workdir: str) -> None:
   if 'data' in config and 'data_dir' in config.data:
     data.data_dir(config.data.data_dir)  # an explicit but missing data path fails here
   cfglib.check_workdir(workdir)
+  if FLAGS.force_resume:
+    with config.unlocked():
+      config.force_resume = True
   config_json = config.to_json_best_effort(indent=2, sort_keys=True)
-  _check_resume_target(workdir, config_json)
+  if not FLAGS.force_resume:
+    _check_resume_target(workdir, config_json)
   if jax.process_index() == 0:
     tmp = os.path.join(workdir, 'config.json.tmp')
     with open(tmp, 'w') as f:

@@ -159,7 +159,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
   eval_step = jax.jit(eval_fn) if eval_fn is not None else None
   # --- resume ------------------------------------------------------------------------------
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints,
-                      config.to_json_best_effort())
+                      config.to_json_best_effort(), strict=not config.get('force_resume', False))
   state, start = ckpt.restore_latest(state)
   writer = MetricWriter(workdir, resume_step=start)
   eval_metrics: dict[str, float] = {}

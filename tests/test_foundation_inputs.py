@@ -115,3 +115,16 @@ def test_batch_stream_is_a_pure_function_of_seed_and_step():
   first_epoch = np.concatenate([a[0], a[1], a[2][:2]])
   assert sorted(first_epoch.tolist()) == list(range(10))
   assert data.batch_indices(10, 4, seed=4)[0].tolist() != a[0].tolist()
+
+
+def test_workdir_of_another_model_is_refused_unless_forced(tmp_path):
+  first = run_main(SMOKE, f'--workdir={tmp_path}', '--config.train.steps=2', timeout=120)
+  assert first.returncode == 0, first.stderr[-2000:]
+  before = sorted(p.name for p in (tmp_path / 'checkpoints').iterdir())
+  other = run_main(SMOKE, f'--workdir={tmp_path}', '--config.model.mlp_dim=128', timeout=60)
+  assert other.returncode == 2 and 'different config.model' in other.stderr
+  assert '--force_resume' in other.stderr
+  assert sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()) == before
+  forced = run_main(SMOKE, f'--workdir={tmp_path}', '--config.train.steps=4',
+                    '--config.train.log_every=1', '--force_resume', timeout=120)
+  assert forced.returncode == 0, forced.stderr[-2000:]  # same shapes: resumes from step 2
