@@ -61,23 +61,27 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x: Array, positions: Array, mask: Array,
                prefix_kv: tuple[Array, Array] | None = None) -> Array:
+    b, s, d = x.shape
+    flat = x.reshape(b * s, d)  # 2-D matmuls: XLA:CPU runs 3-D ones' gradients ~2x slower
     dense = lambda n, bias, name: nn.DenseGeneral(  # noqa: E731
         (n, self.head_dim), use_bias=bias, kernel_init=_init, dtype=self.dtype, name=name)
-    q = rope(dense(self.num_heads, True, 'q')(x), positions, self.rope_theta)
-    k = rope(dense(self.num_kv_heads, True, 'k')(x), positions, self.rope_theta)
-    v = dense(self.num_kv_heads, True, 'v')(x)
+    heads = lambda n, name: dense(n, True, name)(flat).reshape(b, s, n, self.head_dim)  # noqa: E731
+    q = rope(heads(self.num_heads, 'q'), positions, self.rope_theta)
+    k = rope(heads(self.num_kv_heads, 'k'), positions, self.rope_theta)
+    v = heads(self.num_kv_heads, 'v')
     if prefix_kv is not None:  # extra key/value slots without RoPE (ParScale prefixes)
       k = jnp.concatenate([prefix_kv[0].astype(k.dtype), k], 1)
       v = jnp.concatenate([prefix_kv[1].astype(v.dtype), v], 1)
-    b, s = x.shape[:2]
     groups = self.num_heads // self.num_kv_heads
-    q = q.reshape(b, s, self.num_kv_heads, groups, self.head_dim)
-    scores = jnp.einsum('bskgd,btkd->bkgst', q, k).astype(jnp.float32)
+    # [B, kv_heads, groups, S, head_dim] x [B, kv_heads, T, head_dim]: batched-matmul layout
+    q = q.reshape(b, s, self.num_kv_heads, groups, self.head_dim).transpose(0, 2, 3, 1, 4)
+    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    scores = jnp.einsum('bkgsd,bktd->bkgst', q, k).astype(jnp.float32)
     scores = jnp.where(mask, scores * self.head_dim ** -0.5, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, -1).astype(v.dtype)
-    out = jnp.einsum('bkgst,btkd->bskgd', probs, v).reshape(b, s, self.num_heads, self.head_dim)
-    return nn.DenseGeneral(x.shape[-1], axis=(-2, -1), use_bias=False, kernel_init=_init,
-                           dtype=self.dtype, name='o')(out)
+    out = jnp.einsum('bkgst,bktd->bskgd', probs, v).reshape(b * s, self.num_heads, self.head_dim)
+    return nn.DenseGeneral(d, axis=(-2, -1), use_bias=False, kernel_init=_init,
+                           dtype=self.dtype, name='o')(out).reshape(b, s, d)
 
 
 class MLP(nn.Module):
@@ -88,8 +92,10 @@ class MLP(nn.Module):
   def __call__(self, x: Array) -> Array:
     dense = lambda n, name: nn.Dense(n, use_bias=False, kernel_init=_init,  # noqa: E731
                                      dtype=self.dtype, name=name)
-    return dense(x.shape[-1], 'down')(nn.silu(dense(self.hidden, 'gate')(x))
-                                      * dense(self.hidden, 'up')(x))
+    flat = x.reshape(-1, x.shape[-1])  # 2-D matmuls (see Attention)
+    out = dense(x.shape[-1], 'down')(nn.silu(dense(self.hidden, 'gate')(flat))
+                                     * dense(self.hidden, 'up')(flat))
+    return out.reshape(x.shape)
 
 
 class Block(nn.Module):
