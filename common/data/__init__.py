@@ -1,5 +1,12 @@
 """Dataset readers, the deterministic batch stream, and the download helper."""
 
+from common.data.files import (
+                               ImageFolder,
+                               load_image_folder,
+                               pack_documents,
+                               read_table,
+                               read_texts,
+)
 from common.data.pipeline import batch_indices, take
 from common.data.sources import (
                                  DataError,
@@ -12,3 +19,4 @@ from common.data.sources import (
 
 __all__ = ['DataError', 'batch_indices', 'data_dir', 'load_char_corpus', 'load_mnist',
            'load_omniglot', 'read_idx', 'take']
+__all__ += ['ImageFolder', 'load_image_folder', 'pack_documents', 'read_table', 'read_texts']
