@@ -94,7 +94,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
   """Trains a character LM; the eval metric is validation bits per character."""
-  mesh = parallel.make_mesh(config.get('num_devices', -1))
+  mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
   corpus = load_corpus(config.data.data_dir)
   seq_len, batch_size = config.data.seq_len, config.train.batch_size

@@ -7,6 +7,10 @@ An experiment supplies pure functions and `fit` does the rest:
     train_batch(step) -> this process's rows of global batch `step` (numpy, pure in step)
 
 Phases in order: mesh -> state -> shard -> step -> resume -> loop (log, eval, checkpoint).
+
+Paper-scale options (both off by default): a mesh with an 'fsdp' axis (`parallel.mesh_from_config`
+with `config.mesh.fsdp > 1`) shards parameters and optimizer state, and
+`config.train.compute_dtype = 'bfloat16'` runs the loss in bfloat16 on float32 master weights.
 """
 
 from __future__ import annotations
@@ -80,8 +84,33 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int
   return optax.chain(*clip, core)
 
 
-def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
-  """(state, batch) -> (state, metrics); the step's PRNG key is fold_in(state.rng, step)."""
+def cast_floats(tree: Any, dtype: Any) -> Any:
+  """Casts the floating-point leaves of `tree` to `dtype` (integer leaves are kept)."""
+  return jax.tree.map(
+      lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x,
+      tree)
+
+
+def with_compute_dtype(fn: Callable, compute_dtype: Any) -> Callable:
+  """Mixed precision: `fn(params, ...)` sees `params` cast to `compute_dtype` (e.g. bfloat16);
+  the caller keeps float32 master weights and gets float32 gradients through the cast."""
+  if compute_dtype is None or jnp.dtype(compute_dtype) == jnp.float32:
+    return fn
+
+  def cast_fn(params, *args):
+    return cast_floats(fn(cast_floats(params, compute_dtype), *args), jnp.float32)
+
+  return cast_fn
+
+
+def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
+                    compute_dtype: Any = None) -> Callable:
+  """(state, batch) -> (state, metrics); the step's PRNG key is fold_in(state.rng, step).
+
+  With `compute_dtype` (e.g. 'bfloat16') the loss runs on parameters cast to it, while the
+  state keeps float32 master weights and float32 optimizer moments.
+  """
+  loss_fn = with_compute_dtype(loss_fn, compute_dtype)
 
   def train_step(state: TrainState, batch: Batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -151,11 +180,25 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
   """Trains `config.train.steps` steps from the newest good checkpoint in `workdir`."""
   cfg = config.train
   started = time.time()
+  compute_dtype = cfg.get('compute_dtype', None)  # mixed precision, e.g. 'bfloat16'
   # --- state -----------------------------------------------------------------------------
   tx = tx or make_optimizer(config.optim, cfg.steps)
-  state = parallel.replicate(init_state(params, tx, config.seed), mesh)
+  if parallel.fsdp_size(mesh) > 1:  # parameters and optimizer state sharded over 'fsdp'
+    make_state = lambda p: init_state(p, tx, config.seed)  # noqa: E731
+    min_size = config.get('mesh', {}).get('fsdp_min_size', parallel.FSDP_MIN_SIZE)
+    shardings = parallel.param_sharding(jax.eval_shape(make_state, params), mesh, min_size)
+    state = jax.jit(make_state, out_shardings=shardings)(
+        jax.device_put(params, shardings.params))
+  else:
+    shardings = None
+    state = parallel.replicate(init_state(params, tx, config.seed), mesh)
   # --- step --------------------------------------------------------------------------------
-  train_step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0)
+  step_fn = make_train_step(loss_fn, tx, compute_dtype)
+  if shardings is None:
+    train_step = jax.jit(step_fn, donate_argnums=0)
+  else:
+    train_step = jax.jit(step_fn, donate_argnums=0, out_shardings=(shardings, None))
+  eval_fn = with_compute_dtype(eval_fn, compute_dtype) if eval_fn is not None else None
   eval_step = jax.jit(eval_fn) if eval_fn is not None else None
   # --- resume ------------------------------------------------------------------------------
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints,
