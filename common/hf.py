@@ -218,16 +218,17 @@ def write_safetensors(path: str, tensors: Mapping[str, np.ndarray],
   return names
 
 
-def load_qwen2(path: str, dtype: Any = np.float32, **model_overrides: Any
+def load_qwen2(path: str, param_dtype: Any = np.float32, **model_overrides: Any
                ) -> tuple[Transformer, dict[str, Any]]:
-  """A Qwen2-family checkpoint directory -> (Transformer, numpy params of `dtype`).
+  """A Qwen2-family checkpoint directory -> (Transformer, numpy params of `param_dtype`).
 
   `model_overrides` set fields the checkpoint does not fix, e.g. `dtype='bfloat16'` for the
-  compute dtype (parameters stay `dtype`, float32 master weights by default).
+  compute dtype or `causal=False` for a bidirectional model (parameters stay `param_dtype`,
+  float32 master weights by default). Place them with `parallel.shard_params` on an FSDP mesh.
   """
   with open(os.path.join(path, CONFIG_FILE)) as f:
     kwargs = transformer_kwargs(json.load(f))
-  params = params_from_hf(read_safetensors(path), kwargs, dtype)
+  params = params_from_hf(read_safetensors(path), kwargs, param_dtype)
   return Transformer(**kwargs, **model_overrides), params
 
 

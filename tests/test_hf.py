@@ -48,7 +48,8 @@ def test_bfloat16_checkpoint_loads_as_float32_master_weights(tmp_path):
   hf.save_qwen2(str(tmp_path), model, params, dtype='bfloat16')
   tensors = hf.read_safetensors(str(tmp_path))
   assert tensors['model.norm.weight'].dtype == jnp.bfloat16
-  _, loaded = hf.load_qwen2(str(tmp_path))
+  bf16_model, loaded = hf.load_qwen2(str(tmp_path), dtype='bfloat16')  # bf16 compute
+  assert bf16_model.dtype == 'bfloat16'
   assert all(x.dtype == np.float32 for x in jax.tree.leaves(loaded))
   rounded = jax.tree.map(lambda x: np.asarray(x).astype(jnp.bfloat16).astype(np.float32), params)
   jax.tree.map(np.testing.assert_array_equal, rounded, loaded)
