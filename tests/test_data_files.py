@@ -129,3 +129,52 @@ def test_image_folder_errors(image_tree, tmp_path):
   with pytest.raises(data.DataError, match='broken.png is not a readable image'):
     data.ImageFolder(tmp_path)[0]
   assert files.IMAGE_SUFFIXES[0] == '.jpg'
+
+
+@pytest.fixture(scope='module')
+def coco_files(tmp_path_factory):
+  from PIL import Image
+
+  root = tmp_path_factory.mktemp('coco')
+  (root / 'images').mkdir()
+  for i, (w, h) in enumerate([(8, 6), (5, 5), (4, 7)]):
+    Image.fromarray(np.full((h, w, 3), 10 * i, np.uint8)).save(root / 'images' / f'{i}.jpg')
+  coco = {
+      'images': [{'id': 30, 'file_name': '2.jpg', 'width': 4, 'height': 7},
+                 {'id': 10, 'file_name': '0.jpg', 'width': 8, 'height': 6},
+                 {'id': 20, 'file_name': '1.jpg', 'width': 5, 'height': 5}],
+      'categories': [{'id': 7, 'name': 'zebra'}, {'id': 1, 'name': 'person'},
+                     {'id': 3, 'name': 'car'}],
+      'annotations': [
+          {'id': 1, 'image_id': 10, 'category_id': 7, 'bbox': [1, 2, 3, 4], 'iscrowd': 0},
+          {'id': 2, 'image_id': 10, 'category_id': 1, 'bbox': [0, 0, 8, 6], 'iscrowd': 1},
+          {'id': 3, 'image_id': 20, 'category_id': 3, 'bbox': [2, 2, 0.5, 3], 'iscrowd': 0},
+          {'id': 4, 'image_id': 30, 'category_id': 3, 'bbox': [0.5, 1.5, 2, 2]}]}
+  (root / 'instances.json').write_text(json.dumps(coco))
+  return root
+
+
+def test_coco_detection(coco_files):
+  coco = data.CocoDetection(coco_files / 'instances.json', coco_files / 'images')
+  assert coco.category_ids == [1, 3, 7] and coco.category_names == ['person', 'car', 'zebra']
+  assert len(coco) == 3 and coco.num_classes == 3
+  first = coco[0]  # sorted by image id: 10
+  assert first['image'].shape == (6, 8, 3) and first['image_id'] == 10
+  np.testing.assert_array_equal(first['boxes'], [[1, 2, 4, 6], [0, 0, 8, 6]])  # xywh -> xyxy
+  np.testing.assert_array_equal(first['labels'], [2, 0])
+  np.testing.assert_array_equal(first['crowd'], [False, True])
+  assert coco[1]['boxes'].shape == (0, 4)  # the 0.5-pixel-wide box is dropped
+  np.testing.assert_array_equal(coco[2]['boxes'], [[0.5, 1.5, 2.5, 3.5]])
+  kept = data.CocoDetection(coco_files / 'instances.json', coco_files / 'images', skip_empty=True)
+  assert [r['image_id'] for r in kept.records] == [10, 30]
+
+
+def test_coco_errors(coco_files, tmp_path):
+  with pytest.raises(data.DataError, match='does not exist'):
+    data.CocoDetection(tmp_path / 'none.json', tmp_path)
+  (tmp_path / 'bad.json').write_text('{"images": []}')
+  with pytest.raises(data.DataError, match='not COCO detection json'):
+    data.CocoDetection(tmp_path / 'bad.json', tmp_path)
+  wrong_dir = data.CocoDetection(coco_files / 'instances.json', tmp_path)
+  with pytest.raises(data.DataError, match='not a readable image'):
+    wrong_dir[0]

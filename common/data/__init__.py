@@ -1,6 +1,7 @@
 """Dataset readers, the deterministic batch stream, and the download helper."""
 
 from common.data.files import (
+                               CocoDetection,
                                ImageFolder,
                                load_image_folder,
                                pack_documents,
@@ -19,4 +20,5 @@ from common.data.sources import (
 
 __all__ = ['DataError', 'batch_indices', 'data_dir', 'load_char_corpus', 'load_mnist',
            'load_omniglot', 'read_idx', 'take']
-__all__ += ['ImageFolder', 'load_image_folder', 'pack_documents', 'read_table', 'read_texts']
+__all__ += ['CocoDetection', 'ImageFolder', 'load_image_folder', 'pack_documents', 'read_table',
+            'read_texts']

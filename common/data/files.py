@@ -1,14 +1,16 @@
-"""Local dataset files in the common formats: text tables and ImageFolder trees.
+"""Local dataset files in the common formats: text tables, ImageFolder trees, COCO json.
 
     texts = read_texts('corpus/*.parquet', field='text')        # jsonl / parquet / arrow
     tokens = pack_documents([tok.encode(t).ids for t in texts], seq_len=1024, eos_id=eos)
     train = ImageFolder('faces/train', image_size=112)           # root/<class>/<image>
     batch = train.take(np.arange(8))                             # {'image', 'label'}
+    coco = CocoDetection('annotations/instances_val2017.json', 'val2017')
 
 Tables are read with pyarrow: newline-delimited JSON (`.jsonl`, `.json`), Parquet
 (`.parquet`) and Arrow IPC files or streams (`.arrow`, as Hugging Face `datasets` writes them).
-An `ImageFolder` is random-access (`len` and `[i]`), so it plugs into `grain.MapDataset.source`
-and decodes only the images a batch needs. Every problem is a `DataError` naming the file.
+`ImageFolder` and `CocoDetection` are random-access (`len` and `[i]`), so they plug into
+`grain.MapDataset.source` and decode only the images a batch needs. Every problem is a
+`DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -183,3 +185,73 @@ def load_image_folder(root: PathLike, image_size: int | None = None, channels: i
   folder = ImageFolder(root, image_size, channels)
   batch = folder.take(np.arange(len(folder)))
   return batch['image'], batch['label'], folder.classes
+
+
+class CocoDetection:
+  """COCO detection annotations (`instances_*.json`) over an image directory, random-access.
+
+  Item i is {'image': uint8 [H, W, 3], 'boxes': float32 [N, 4] (x0, y0, x1, y1) in pixels,
+  'labels': int32 [N] (index into `category_ids`, contiguous from 0), 'crowd': bool [N],
+  'image_id': int}. Boxes narrower or lower than one pixel are dropped (as mmdetection does);
+  `skip_empty` drops images with no boxes left (the usual training filter). Images are not
+  resized: a detection pipeline rescales images and boxes together.
+  """
+
+  def __init__(self, annotation_file: PathLike, image_dir: PathLike, skip_empty: bool = False):
+    import json
+
+    path = pathlib.Path(annotation_file)
+    try:
+      coco = json.loads(path.read_text())
+      images, categories = coco['images'], coco['categories']
+      annotations = coco.get('annotations', [])
+    except FileNotFoundError:
+      raise DataError(f'{path} does not exist: pass the COCO annotation json') from None
+    except (ValueError, KeyError, TypeError) as e:
+      raise DataError(f'{path} is not COCO detection json ({e!r}): it needs "images" and '
+                      '"categories"') from None
+    self.image_dir = pathlib.Path(image_dir)
+    self.category_ids = sorted(c['id'] for c in categories)
+    self.category_names = [next(c['name'] for c in categories if c['id'] == i)
+                           for i in self.category_ids]
+    label_of = {c: i for i, c in enumerate(self.category_ids)}
+    per_image: dict[int, list] = {im['id']: [] for im in images}
+    for ann in annotations:
+      x, y, w, h = ann['bbox']
+      if w >= 1 and h >= 1 and ann['image_id'] in per_image:
+        per_image[ann['image_id']].append(
+            ([x, y, x + w, y + h], label_of[ann['category_id']], bool(ann.get('iscrowd', 0))))
+    self.records = []
+    for im in sorted(images, key=lambda im: im['id']):
+      anns = per_image[im['id']]
+      if skip_empty and not anns:
+        continue
+      self.records.append({
+          'image_id': im['id'], 'file': self.image_dir / im['file_name'],
+          'height': im['height'], 'width': im['width'],
+          'boxes': np.asarray([a[0] for a in anns], np.float32).reshape(-1, 4),
+          'labels': np.asarray([a[1] for a in anns], np.int32),
+          'crowd': np.asarray([a[2] for a in anns], bool)})
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.category_ids)
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    from PIL import Image, UnidentifiedImageError
+
+    record = self.records[int(index)]
+    try:
+      with Image.open(record['file']) as img:
+        image = np.asarray(img.convert('RGB'), np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+      raise DataError(f'{record["file"]} is not a readable image ({e}): check image_dir') \
+          from None
+    if image.shape[:2] != (record['height'], record['width']):
+      raise DataError(f'{record["file"]} is {image.shape[1]}x{image.shape[0]} but the json says '
+                      f'{record["width"]}x{record["height"]}: check image_dir')
+    return {'image': image, 'boxes': record['boxes'], 'labels': record['labels'],
+            'crowd': record['crowd'], 'image_id': record['image_id']}
