@@ -108,3 +108,16 @@ def test_bf16_compute_keeps_float32_master_weights():
       jax.tree.leaves(s.params), jax.tree.leaves(init), strict=True)])
   agree = np.mean(np.sign(delta(mixed)) == np.sign(delta(states['float32'])))
   assert agree > 0.95
+
+
+def test_remat_blocks_same_parameters_and_gradients():
+  kw = dict(vocab_size=31, num_layers=2, d_model=32, num_heads=4, num_kv_heads=2, mlp_dim=48)
+  plain, remat = Transformer(**kw), Transformer(**kw, remat=True)
+  tokens = jnp.arange(20).reshape(2, 10) % 31
+  params = plain.init(jax.random.key(0), tokens)
+  assert jax.tree.structure(params) == jax.tree.structure(remat.init(jax.random.key(0), tokens))
+  prefix = [(jnp.ones((2, 3, 2, 8)), jnp.ones((2, 3, 2, 8)))] * 2
+  grad = lambda m: jax.grad(lambda p: m.apply(p, tokens, prefix_kv=prefix).sum())  # noqa: E731
+  assert 'remat' in str(jax.make_jaxpr(grad(remat))(params))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+               jax.jit(grad(plain))(params), jax.jit(grad(remat))(params))

@@ -128,6 +128,7 @@ class Transformer(nn.Module):
   norm_eps: float = 1e-6
   tie_embeddings: bool = True
   dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
+  remat: bool = False  # recompute each block's activations in the backward pass (long sequences)
 
   def setup(self):
     self.embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=_init)
@@ -136,7 +137,8 @@ class Transformer(nn.Module):
     if self.num_heads % kv_heads or self.d_model % self.num_heads:
       raise ValueError(f'num_heads={self.num_heads} must divide d_model={self.d_model} and be '
                        f'a multiple of num_kv_heads={kv_heads}')
-    self.layers = [Block(self.num_heads, kv_heads, head_dim, self.mlp_dim,
+    block = nn.remat(Block) if self.remat else Block  # same parameter names either way
+    self.layers = [block(self.num_heads, kv_heads, head_dim, self.mlp_dim,
                          self.rope_theta, self.norm_eps, self.dtype, name=f'layer_{i}')
                    for i in range(self.num_layers)]
     self.norm_final = RMSNorm(self.norm_eps)
