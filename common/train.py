@@ -8,9 +8,10 @@ An experiment supplies pure functions and `fit` does the rest:
 
 Phases in order: mesh -> state -> shard -> step -> resume -> loop (log, eval, checkpoint).
 
-Paper-scale options (both off by default): a mesh with an 'fsdp' axis (`parallel.mesh_from_config`
+Paper-scale options (all off by default): a mesh with an 'fsdp' axis (`parallel.mesh_from_config`
 with `config.mesh.fsdp > 1`) shards parameters and optimizer state, and
-`config.train.compute_dtype = 'bfloat16'` runs the loss in bfloat16 on float32 master weights.
+`config.train.compute_dtype = 'bfloat16'` runs the loss in bfloat16 on float32 master weights,
+and `config.train.grad_accum_steps = k` splits each batch into k micro-batches.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from absl import logging
 
 from common import parallel
 from common.checkpoint import Checkpointer
+from common.config import ConfigError
 from common.metrics import MetricWriter, nonfinite
 
 Batch = dict[str, np.ndarray]
@@ -103,18 +105,54 @@ def with_compute_dtype(fn: Callable, compute_dtype: Any) -> Callable:
   return cast_fn
 
 
+def accumulate_gradients(grad_fn: Callable, num_micro: int) -> Callable:
+  """`grad_fn(params, batch, rng) -> ((loss, metrics), grads)` over `num_micro` micro-batches
+  in a `lax.scan`, averaged: the memory of one micro-batch, the update of the whole batch.
+
+  Micro-batch j holds rows j, j + num_micro, ...: with the batch sharded in contiguous blocks
+  over devices, every device keeps its own rows (no resharding). Micro-batch j's key is
+  fold_in(rng, j). Exact for losses that are means over equally weighted rows.
+  """
+  if num_micro <= 1:
+    return grad_fn
+
+  def accumulated(params, batch, rng):
+    def split(x):
+      if x.shape[0] % num_micro:
+        raise ValueError(f'batch of {x.shape[0]} rows does not split into {num_micro} '
+                         'micro-batches: make train.batch_size divisible by grad_accum_steps')
+      return x.reshape((x.shape[0] // num_micro, num_micro) + x.shape[1:]).swapaxes(0, 1)
+
+    micro = jax.tree.map(split, batch)
+
+    def body(total, xs):
+      j, mb = xs
+      out = grad_fn(params, mb, jax.random.fold_in(rng, j))
+      return jax.tree.map(lambda a, b: a + b / num_micro, total, out), None
+
+    first = jax.tree.map(lambda x: x[0], micro)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                         jax.eval_shape(grad_fn, params, first, rng))
+    total, _ = jax.lax.scan(body, zeros, (jnp.arange(num_micro), micro))
+    return total
+
+  return accumulated
+
+
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
-                    compute_dtype: Any = None) -> Callable:
+                    compute_dtype: Any = None, grad_accum_steps: int = 1) -> Callable:
   """(state, batch) -> (state, metrics); the step's PRNG key is fold_in(state.rng, step).
 
   With `compute_dtype` (e.g. 'bfloat16') the loss runs on parameters cast to it, while the
-  state keeps float32 master weights and float32 optimizer moments.
+  state keeps float32 master weights and float32 optimizer moments. With `grad_accum_steps`
+  k > 1 the batch is processed as k micro-batches whose gradients are averaged.
   """
   loss_fn = with_compute_dtype(loss_fn, compute_dtype)
+  grad_fn = accumulate_gradients(jax.value_and_grad(loss_fn, has_aux=True), grad_accum_steps)
 
   def train_step(state: TrainState, batch: Batch):
     rng = jax.random.fold_in(state.rng, state.step)
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    (loss, metrics), grads = grad_fn(state.params, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **metrics}
@@ -181,6 +219,11 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
   cfg = config.train
   started = time.time()
   compute_dtype = cfg.get('compute_dtype', None)  # mixed precision, e.g. 'bfloat16'
+  accum = cfg.get('grad_accum_steps', 1)
+  if accum > 1 and cfg.batch_size % (accum * mesh.size):
+    raise ConfigError(f'config.train.batch_size={cfg.batch_size} does not split into '
+                      f'grad_accum_steps={accum} micro-batches over {mesh.size} devices: make '
+                      f'it a multiple of {accum * mesh.size}')
   # --- state -----------------------------------------------------------------------------
   tx = tx or make_optimizer(config.optim, cfg.steps)
   if parallel.fsdp_size(mesh) > 1:  # parameters and optimizer state sharded over 'fsdp'
@@ -193,7 +236,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
     shardings = None
     state = parallel.replicate(init_state(params, tx, config.seed), mesh)
   # --- step --------------------------------------------------------------------------------
-  step_fn = make_train_step(loss_fn, tx, compute_dtype)
+  step_fn = make_train_step(loss_fn, tx, compute_dtype, accum)
   if shardings is None:
     train_step = jax.jit(step_fn, donate_argnums=0)
   else:

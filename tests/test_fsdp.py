@@ -83,7 +83,7 @@ def test_bf16_compute_keeps_float32_master_weights():
   for dtype in ('float32', 'bfloat16'):
     model = Transformer(vocab_size=50, num_layers=1, d_model=32, num_heads=4, mlp_dim=64,
                         dtype=dtype)
-    params = model.init(jax.random.key(0), tokens[:, :-1])  # float32 either way
+    params = jax.jit(model.init)(jax.random.key(0), tokens[:, :-1])  # float32 either way
     init = params if init is None else init
     jax.tree.map(np.testing.assert_array_equal, init, params)
 
@@ -114,10 +114,37 @@ def test_remat_blocks_same_parameters_and_gradients():
   kw = dict(vocab_size=31, num_layers=1, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=16)
   plain, remat = Transformer(**kw), Transformer(**kw, remat=True)
   tokens = jnp.arange(20).reshape(2, 10) % 31
-  params = plain.init(jax.random.key(0), tokens)
-  assert jax.tree.structure(params) == jax.tree.structure(remat.init(jax.random.key(0), tokens))
+  params = jax.jit(plain.init)(jax.random.key(0), tokens)
+  shapes = jax.eval_shape(remat.init, jax.random.key(0), tokens)
+  assert jax.tree.structure(params) == jax.tree.structure(shapes)
   prefix = [(jnp.ones((2, 3, 2, 4)), jnp.ones((2, 3, 2, 4)))]
   grad = lambda m: jax.grad(lambda p: m.apply(p, tokens, prefix_kv=prefix).sum())  # noqa: E731
   assert 'remat' in str(jax.make_jaxpr(grad(remat))(params))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
                jax.jit(grad(plain))(params), jax.jit(grad(remat))(params))
+
+
+def test_grad_accumulation_on_fsdp_mesh_matches_one_big_step():
+  model = Transformer(vocab_size=40, num_layers=1, d_model=32, num_heads=4, mlp_dim=32)
+  tokens = np.random.default_rng(1).integers(0, 40, (16, 9)).astype(np.int32)
+  params = jax.jit(model.init)(jax.random.key(0), tokens[:1, :-1])
+
+  def loss_fn(params, batch, rng):
+    del rng
+    logits = model.apply(params, batch['tokens'][:, :-1])
+    return lm.token_cross_entropy(logits, batch['tokens'][:, 1:]), {}
+
+  tx = optax.sgd(0.5)  # params move by lr * gradient: compares the gradients themselves
+  one = jax.jit(train.make_train_step(loss_fn, tx))(
+      train.init_state(params, tx, 0), {'tokens': tokens})
+  mesh = parallel.make_mesh(8, fsdp=4)
+  state = parallel.shard_params(train.init_state(params, tx, 0), mesh, min_size=0)
+  step = jax.jit(train.make_train_step(loss_fn, tx, grad_accum_steps=2))
+  accum = step(state, parallel.shard_batch({'tokens': tokens}, mesh))
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  close(one[1]['loss'], accum[1]['loss'])
+  close(one[1]['grad_norm'], accum[1]['grad_norm'])
+  jax.tree.map(close, jax.device_get(one[0].params), jax.device_get(accum[0].params))
+  with pytest.raises(ValueError, match='micro-batches'):
+    jax.jit(train.make_train_step(loss_fn, tx, grad_accum_steps=3))(
+        train.init_state(params, tx, 0), {'tokens': tokens})
