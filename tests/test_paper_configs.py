@@ -2,10 +2,13 @@
 
 Convention for `configs/<paper>/paper_*.py`: `get_config('')` is the paper's headline setting
 (for accelerators; never run here) and `get_config('tiny')` is the same experiment with the
-same settings tree, shrunk to one step on a CPU. This test keeps them from rotting.
+same settings tree, shrunk to one step on a CPU. This test keeps them from rotting. Where the
+experiment builds its mesh with `parallel.mesh_from_config`, the tiny step runs FSDP-sharded on
+2 devices, as the paper config would on many.
 """
 
 import importlib
+import inspect
 
 import jax
 import pytest
@@ -37,7 +40,10 @@ def test_paper_config_builds_and_steps(path, tmp_path):
   if hasattr(module, 'validate'):
     module.validate(full, 1)
     module.validate(tiny, 1)
+  sharded = 'mesh_from_config' in inspect.getsource(module) and 'mesh' in tiny
   with tiny.unlocked():
-    tiny.num_devices = 1
-  assert jax.device_count() >= 1
+    tiny.num_devices = 2 if sharded else 1
+    if sharded:
+      tiny.mesh.update(fsdp=2, fsdp_min_size=0)
+  assert jax.device_count() >= tiny.num_devices
   module.train_and_evaluate(tiny, str(tmp_path / 'run'))

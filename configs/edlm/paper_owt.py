@@ -1,0 +1,66 @@
+"""EDLM at paper scale: the MDLM denoiser (DiT-small size) on 1024-token sequences, then EDLM.
+
+    python -m common.main --config=configs/edlm/paper_owt.py --workdir=/ckpt/edlm_mdlm
+    python -m common.main --config=configs/edlm/paper_owt.py:ar --workdir=/ckpt/edlm_ar
+    python -m common.main --config=configs/edlm/paper_owt.py:nce --workdir=/ckpt/edlm_nce
+    python -m common.main --config=configs/edlm/paper_owt.py:tiny --workdir=/tmp/edlm_tiny
+
+The paper's setting (Xu et al., ICLR 2025, on MDLM's OpenWebText recipe; official config
+MinkaiXu/Energy-Diffusion-LLM `configs/config.yaml`): DiT-small denoiser, 12 blocks, hidden 768,
+12 heads, no time conditioning, GPT-2 tokenizer (vocab 50257), sequences of 1024 tokens, global
+batch 512, AdamW lr 3e-4 (betas 0.9/0.999, no weight decay), 2500 warmup steps then constant,
+gradient clip 1.0, bf16, 1M steps (512 x 1024 tokens each), EMA 0.9999. EDLM-AR uses an AR model of
+the same size as the energy; EDLM-NCE fine-tunes an energy network initialised from the
+denoiser. Sampling: importance sampling with k = 2 candidates (`is_size`) in the window of
+timesteps t in [0.4, 0.6] (`is_start`/`is_end`), temperature 1. Headline (1024 sampling steps,
+gen. PPL under GPT-2 large): MDLM 42.6 -> EDLM 25.5. Hardware: a multi-GPU node (the official
+config runs Lightning DDP over all local GPUs in bf16).
+
+Here: the denoiser is the shared Qwen2-style transformer (RMSNorm, SwiGLU, RoPE) rather than a
+DiT with adaLN; no dropout and no EMA (the shared trainer has neither); `nce.steps` is our
+choice (the official config does not fix it). Memory: parameters and Adam moments sharded over
+`mesh.fsdp` devices, the loss on bf16 copies of fp32 master weights (`train.compute_dtype`; the
+activations stay fp32 because the experiment passes no compute dtype to its models), 8-way
+gradient accumulation (64 sequences of 1024 tokens per micro-batch). Data: the experiment
+(`papers/edlm/experiment.py`) reads the character corpus of the data directory, so this config
+trains on characters, not OpenWebText BPE tokens: an OpenWebText run needs the experiment to read
+token files, for which `common.data.read_texts`, `common.hf.load_tokenizer` and
+`common.data.pack_documents` are ready. `:tiny` keeps every setting but shrinks sizes to one step
+on a CPU (`tests/test_paper_configs.py`).
+"""
+
+import ml_collections
+
+PAPER_STEPS = 1_000_000
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  args = set(filter(None, arg.split(',')))
+  unknown = args - {'tiny', 'ar', 'nce'}
+  if unknown:
+    raise ValueError(f'unknown config argument(s) {sorted(unknown)}: use tiny, ar, nce')
+  c = ml_collections.ConfigDict()
+  c.experiment = 'papers.edlm.experiment'
+  c.model_kind = 'ar' if 'ar' in args else 'nce' if 'nce' in args else 'mdlm'
+  c.seed = 1
+  c.num_devices = -1
+  c.mesh = dict(fsdp=8, fsdp_min_size=2 ** 14)
+  c.data = dict(data_dir='', seq_len=1024)
+  c.model = dict(num_layers=12, d_model=768, num_heads=12, num_kv_heads=12, mlp_dim=3072)
+  c.diffusion = dict(eps=1e-3, sampling_eps=1e-3)
+  c.nce = dict(steps=100_000, lr=3e-4, warmup_steps=2500)
+  c.train = dict(steps=PAPER_STEPS, batch_size=512, log_every=100, eval_every=10_000,
+                 eval_batches=16, checkpoint_every=10_000, keep_checkpoints=2,
+                 compute_dtype='bfloat16', grad_accum_steps=8)
+  c.optim = dict(name='adam', lr=3e-4, b1=0.9, b2=0.999, schedule='constant',
+                 warmup_steps=2500, weight_decay=0.0, grad_clip=1.0, final_lr_fraction=1.0)
+  if 'tiny' in args:
+    c.num_devices = 1
+    c.mesh.update(fsdp=1, fsdp_min_size=0)
+    c.data.seq_len = 32
+    c.model.update(num_layers=1, d_model=32, num_heads=2, num_kv_heads=2, mlp_dim=64)
+    c.nce.update(steps=1, warmup_steps=0)
+    c.train.update(steps=1, batch_size=8, log_every=1, eval_every=0, eval_batches=1,
+                   checkpoint_every=1, grad_accum_steps=2)
+    c.optim.warmup_steps = 0
+  return c
