@@ -134,3 +134,17 @@ def test_tokenizer_json_roundtrip(tmp_path):
   assert (batch[1][~mask[1]] == 0).all()
   with pytest.raises(FileNotFoundError):
     hf.load_tokenizer(str(tmp_path / 'nope'))
+
+
+def test_qwen25_half_billion_config_has_the_published_parameter_count():
+  """Qwen2.5-0.5B's config.json (as published) maps to exactly its 494,032,768 parameters."""
+  config = {'architectures': ['Qwen2ForCausalLM'], 'model_type': 'qwen2', 'hidden_act': 'silu',
+            'hidden_size': 896, 'intermediate_size': 4864, 'num_hidden_layers': 24,
+            'num_attention_heads': 14, 'num_key_value_heads': 2, 'vocab_size': 151936,
+            'rms_norm_eps': 1e-6, 'rope_theta': 1000000.0, 'rope_scaling': None,
+            'tie_word_embeddings': True, 'use_sliding_window': False, 'sliding_window': 32768,
+            'max_window_layers': 21, 'torch_dtype': 'bfloat16'}
+  model = Transformer(**hf.transformer_kwargs(config))
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
+  assert sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes)) == 494_032_768
+  assert model.rope_theta == 1e6 and model.tie_embeddings
