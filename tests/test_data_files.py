@@ -75,6 +75,9 @@ def test_pack_documents_with_trained_tokenizer(tables):
   windows = data.pack_documents(docs, seq_len=4, eos_id=tok.token_to_id('<eos>'))
   assert windows.shape == (2, 5)
   assert tok.decode(windows[0].tolist()) == 'the cat sat on'  # <eos> is skipped
+  np.testing.assert_array_equal(data.token_windows(tables / 'a.jsonl', tok, 4), windows)
+  with pytest.raises(data.DataError, match='no end-of-text token'):
+    data.token_windows(tables / 'a.jsonl', tok, 4, eos_token='<|im_end|>')
 
 
 @pytest.fixture(scope='module')

@@ -7,6 +7,7 @@ from common.data.files import (
                                pack_documents,
                                read_table,
                                read_texts,
+                               token_windows,
 )
 from common.data.pipeline import batch_indices, take
 from common.data.sources import (
@@ -21,4 +22,4 @@ from common.data.sources import (
 __all__ = ['DataError', 'batch_indices', 'data_dir', 'load_char_corpus', 'load_mnist',
            'load_omniglot', 'read_idx', 'take']
 __all__ += ['CocoDetection', 'ImageFolder', 'load_image_folder', 'pack_documents', 'read_table',
-            'read_texts']
+            'read_texts', 'token_windows']

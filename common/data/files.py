@@ -255,3 +255,20 @@ class CocoDetection:
                       f'{record["width"]}x{record["height"]}: check image_dir')
     return {'image': image, 'boxes': record['boxes'], 'labels': record['labels'],
             'crowd': record['crowd'], 'image_id': record['image_id']}
+
+
+def token_windows(paths: PathLike | Sequence[PathLike], tokenizer, seq_len: int,
+                  field: str = 'text', eos_token: str | None = None) -> np.ndarray:
+  """Text files -> tokenized, EOS-joined windows [N, seq_len + 1] (a paper-scale LM corpus).
+
+  `tokenizer` is a `tokenizers.Tokenizer` (e.g. `common.hf.load_tokenizer(dir)`); `eos_token`
+  names the separator (default: the first of '<|endoftext|>', '</s>', '<eos>' it knows).
+  """
+  candidates = [eos_token] if eos_token else ['<|endoftext|>', '</s>', '<eos>']
+  ids = [tokenizer.token_to_id(t) for t in candidates]
+  eos = next((i for i in ids if i is not None), None)
+  if eos is None:
+    raise DataError(f'the tokenizer has no end-of-text token among {candidates}: pass eos_token')
+  texts = read_texts(paths, field)
+  documents = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+  return pack_documents(documents, seq_len, eos)
