@@ -1,0 +1,109 @@
+"""EDLM energies: the AR energy and carry-over, NCE, importance weights and their sign."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from papers.edlm import diffusion, energy
+
+MASK = 2  # vocab {0, 1} + [MASK]
+
+
+def test_ar_energy_hand_checked():
+  x0 = jnp.array([[0, 1, 1]])
+  xt = jnp.array([[0, MASK, 1]])  # position 1 masked, 0 and 2 carried over
+  log_ar = jnp.log(jnp.array([[0.5, 0.25]]))  # log p_AR(x0_1 | x0_0), log p_AR(x0_2 | x0_<2)
+  log_mu = jnp.log(jnp.array([[1.0, 0.2, 1.0]]))
+  e = energy.ar_energy(log_ar, log_mu, x0, xt, MASK, carry_over=True)
+  np.testing.assert_allclose(e, [-np.log(0.5) + np.log(0.2)], rtol=1e-6)
+  e_all = energy.ar_energy(log_ar, log_mu, x0, xt, MASK, carry_over=False)
+  np.testing.assert_allclose(e_all, [-np.log(0.5) - np.log(0.25) + np.log(0.2)], rtol=1e-6)
+
+
+def test_ar_energy_full_vocab_equals_gathered():
+  key_a, key_b, key_x = jax.random.split(jax.random.key(0), 3)
+  ar_full = jax.nn.log_softmax(jax.random.normal(key_a, (2, 4, 3)), -1)
+  mu_full = jax.nn.log_softmax(jax.random.normal(key_b, (2, 5, 3)), -1)
+  x0 = jax.random.randint(key_x, (2, 5), 0, 2)
+  xt = jnp.where(jnp.arange(5) % 2 == 0, MASK, x0)
+  gather = lambda lp, x: jnp.take_along_axis(lp, x[..., None], -1)[..., 0]  # noqa: E731
+  np.testing.assert_allclose(
+      energy.ar_energy(ar_full, mu_full, x0, xt, MASK),
+      energy.ar_energy(gather(ar_full, x0[:, 1:]), gather(mu_full, x0), x0, xt, MASK), rtol=1e-6)
+
+
+def test_ar_energy_turns_mu_into_the_ar_joint():
+  """Fully masked xt: mu(x0) exp(-E) = prod_{i>=1} p_AR(x0_i | x0_<i) for every x0."""
+  length = 3
+  mu = jax.nn.log_softmax(jax.random.normal(jax.random.key(1), (length, 2)), -1)
+  table = jax.nn.log_softmax(jax.random.normal(jax.random.key(2), (length, 2, 2)), -1)
+  xt = jnp.full((1, length), MASK)
+  for seq in itertools.product(range(2), repeat=length):
+    x0 = jnp.array([seq])
+    log_ar = jnp.array([[table[i, seq[i - 1], seq[i]] for i in range(1, length)]])
+    log_mu = jnp.array([[mu[i, seq[i]] for i in range(length)]])
+    e = energy.ar_energy(log_ar, log_mu, x0, xt, MASK)
+    np.testing.assert_allclose(log_mu.sum() - e, log_ar.sum(), rtol=1e-5, atol=1e-6)
+
+
+def test_nce_loss_values_and_gradient_signs():
+  np.testing.assert_allclose(energy.nce_loss(jnp.zeros(3), jnp.zeros(3)), 2 * np.log(2), rtol=1e-6)
+  e_pos, e_neg = jnp.array([1.0, -2.0]), jnp.array([0.5, 3.0])
+  expect = -np.mean(np.log(1 / (1 + np.exp([1.0, -2.0]))) + np.log(1 / (1 + np.exp([-0.5, -3.0]))))
+  np.testing.assert_allclose(energy.nce_loss(e_pos, e_neg), expect, rtol=1e-6)
+  g_pos, g_neg = jax.grad(energy.nce_loss, (0, 1))(e_pos, e_neg)
+  assert (g_pos > 0).all() and (g_neg < 0).all()  # data pushed down, samples pushed up
+
+
+def test_importance_weights_sign_and_temperature():
+  w = energy.importance_weights(jnp.array([[0.0, np.log(3.0)]]), 1.0)
+  np.testing.assert_allclose(w, [[0.75, 0.25]], rtol=1e-6)  # lower energy, higher weight
+  w2 = energy.importance_weights(jnp.array([[0.0, np.log(3.0)]]), 2.0)
+  np.testing.assert_allclose(w2, [[np.sqrt(3) / (1 + np.sqrt(3)), 1 / (1 + np.sqrt(3))]],
+                             rtol=1e-6)
+  assert energy.importance_weights(jnp.zeros((4, 16))).dtype == jnp.float32
+
+
+def test_choose_candidate_sign_switch():
+  candidates = jnp.array([[[0, 0, 0], [1, 1, 1]]])
+  energies = jnp.array([[0.0, 50.0]])
+  for seed in range(4):
+    key = jax.random.key(seed)
+    np.testing.assert_array_equal(energy.choose_candidate(key, candidates, energies), [[0, 0, 0]])
+    np.testing.assert_array_equal(energy.choose_candidate(key, candidates, energies, sign=-1.0),
+                                  [[1, 1, 1]])
+
+
+def test_proposal_returns_one_hot_of_the_low_energy_candidate():
+  vocab = 3  # {0, 1} + [MASK]
+  log_mu = jnp.log(jnp.full((2, 6, vocab), 0.5).at[..., MASK].set(1e-30))
+  xt = jnp.full((2, 6), MASK)
+
+  def energy_fn(x0, xt, log_mu):  # only the all-ones sequence has low energy
+    return jnp.where((x0 == 1).all(-1), -100.0, 0.0) + 0.0 * log_mu.sum((1, 2))
+
+  propose = energy.make_proposal(energy_fn, 256, vocab)  # 256 candidates: 1 - (63/64)^256
+  p = np.asarray(propose(jax.random.key(0), xt, log_mu))
+  assert p.shape == (2, 6, vocab)
+  np.testing.assert_array_equal(p.sum(-1), 1.0)
+  np.testing.assert_array_equal(p.argmax(-1), 1)
+
+
+@pytest.fixture(scope='module')
+def energy_net():
+  net = energy.EnergyNetwork(vocab_size=5, num_layers=1, d_model=16, num_heads=2, mlp_dim=32)
+  x = jnp.zeros((2, 6), jnp.int32)
+  return net, net.init(jax.random.key(0), x, x)
+
+
+def test_energy_network_shape_and_dependence(energy_net):
+  net, params = energy_net
+  params = jax.tree.map(lambda a: a + 0.1, params)  # move the zero-initialised head
+  x0 = jax.random.randint(jax.random.key(1), (3, 6), 0, 4)
+  xt = diffusion.forward_mask(jax.random.key(2), x0, jnp.full((3,), 0.5), 4)
+  e = net.apply(params, x0, xt)
+  assert e.shape == (3,) and e.dtype == jnp.float32
+  assert not np.allclose(e, net.apply(params, (x0 + 1) % 4, xt))

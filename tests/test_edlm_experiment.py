@@ -1,0 +1,65 @@
+"""EDLM training: 8 simulated devices == 1 device, and the smoke runs end to end."""
+
+import jax
+import numpy as np
+import pytest
+
+from common import lm, parallel
+from common.quickstart import load_config
+from papers.edlm import experiment
+from tests.testutil import ROOT
+
+
+def _config(arg='smoke'):
+  return load_config(ROOT / 'configs' / 'edlm' / 'mdlm.py', arg)
+
+
+def test_data_parallel_8_devices_equals_1():
+  assert jax.device_count() == 8
+  config = _config()
+  vocab, mask_id, eps = 7, 7, config.diffusion.eps
+  den = experiment.denoiser_model(config, vocab)
+  net = experiment.energy_model(config, vocab)
+  x0 = np.asarray(jax.random.randint(jax.random.key(0), (16, 12), 0, vocab))
+  den_p = den.init(jax.random.key(1), x0[:1])
+  e_p = experiment.init_energy_from_denoiser(net.init(jax.random.key(2), x0[:1], x0[:1]), den_p)
+  key = jax.random.key(3)
+
+  def losses(den_p, e_p, x0):
+    mdlm = experiment.mdlm_loss(den, den_p, x0, key, mask_id, eps, 1e-3)
+    nce = experiment.nce_batch_loss(net, e_p, den, den_p, x0, key, mask_id, eps, 1e-3)[0]
+    return mdlm + nce
+
+  step = jax.jit(jax.value_and_grad(losses, (0, 1)))
+  out = {}
+  for n in (1, 8):
+    mesh = parallel.make_mesh(n)
+    out[n] = jax.device_get(step(parallel.replicate(den_p, mesh), parallel.replicate(e_p, mesh),
+                                 parallel.shard_batch(x0, mesh)))
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)  # noqa: E731
+  jax.tree.map(close, out[1], out[8])
+
+
+def test_energy_backbone_starts_from_the_denoiser():
+  config = _config()
+  den = experiment.denoiser_model(config, 7)
+  net = experiment.energy_model(config, 7)
+  x = np.zeros((1, 8), np.int32)
+  den_p = den.init(jax.random.key(0), x)
+  e_p = experiment.init_energy_from_denoiser(net.init(jax.random.key(1), x, x), den_p)
+  assert jax.tree.structure(e_p['params']['backbone']) == jax.tree.structure(den_p['params'])
+  assert jax.tree.structure(e_p) == jax.tree.structure(net.init(jax.random.key(1), x, x))
+
+
+@pytest.mark.slow
+def test_smoke_nce_runs_end_to_end(tmp_path):
+  config = _config('smoke')
+  config.num_devices = 1
+  corpus = lm.load_corpus(config.data.data_dir)
+  den, nce = experiment.fit_nce(config, str(tmp_path), corpus)
+  assert np.isfinite(den.eval_metrics['nelbo_bits_per_char'])
+  assert 0 <= nce.eval_metrics['accuracy'] <= 1 and np.isfinite(nce.eval_metrics['loss'])
+  ar = _config('smoke,ar')
+  ar.num_devices = 1
+  res = experiment.train_and_evaluate(ar, str(tmp_path / 'ar'), corpus)
+  assert np.isfinite(res.eval_metrics['bits_per_char'])
