@@ -1,0 +1,126 @@
+"""ParScale character-LM experiments: the P-stream model on the shared trainer, and a fast
+seed-vmapped trainer (one jitted `lax.scan` per run group) used by the reproduction.
+
+    python -m common.main --config=configs/parscale/char_lm.py:smoke --workdir=/tmp/parscale
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from common import config as cfglib
+from common import data, lm, parallel, train
+from papers.parscale.model import ParScaleLM
+
+
+def make_model(config: ml_collections.ConfigDict, vocab_size: int,
+               num_streams: int | None = None) -> ParScaleLM:
+  ps = config.parscale
+  return ParScaleLM(vocab_size=vocab_size,
+                    num_streams=ps.num_streams if num_streams is None else num_streams,
+                    num_prefix=ps.num_prefix, eps=ps.eps, prefix_init=ps.prefix_init,
+                    model=dict(config.model))
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  lm.validate(config, num_devices)
+  cfglib.check_positive_int(config, 'parscale.num_streams', 'parscale.num_prefix')
+  if not 0.0 <= config.parscale.eps < 1.0:
+    raise cfglib.ConfigError(f'config.parscale.eps={config.parscale.eps} must be in [0, 1)')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
+  """Trains a P-stream character LM; the eval metric is validation bits per character."""
+  mesh = parallel.mesh_from_config(config)
+  validate(config, mesh.size)
+  corpus = lm.load_corpus(config.data.data_dir)
+  seq_len, batch_size = config.data.seq_len, config.train.batch_size
+  train_windows = lm.windows(corpus.train, seq_len)
+  valid_windows = lm.windows(corpus.valid, seq_len)
+  model = make_model(config, corpus.vocab_size)
+  params = model.init(jax.random.key(config.seed), train_windows[:1, :-1])
+
+  def loss_fn(params, batch, rng):
+    del rng
+    logits, weights = model.apply(params, batch['tokens'][:, :-1], return_weights=True)
+    return lm.token_cross_entropy(logits, batch['tokens'][:, 1:]), {
+        'max_stream_weight': weights.max(-1).mean()}
+
+  def eval_fn(params, batch):
+    nats = lm.token_cross_entropy(model.apply(params, batch['tokens'][:, :-1]),
+                                  batch['tokens'][:, 1:])
+    return {'loss': nats, 'bits_per_char': nats / jnp.log(2.0)}
+
+  order = data.batch_indices(len(train_windows), batch_size, config.seed)
+  eval_rows = min(config.train.eval_batches * batch_size,
+                  len(valid_windows) // batch_size * batch_size)
+
+  def eval_batches():
+    for start in range(0, eval_rows, batch_size):
+      yield data.take({'tokens': valid_windows}, np.arange(start, start + batch_size))
+
+  return train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
+                   train_batch=lambda step: data.take({'tokens': train_windows}, order[step]),
+                   eval_fn=eval_fn, eval_batches=eval_batches)
+
+
+# --- fast trainer for the sweeps: whole run = one jit of a lax.scan, vmapped over seeds -------
+
+def frozen_backbone_labels(params: Any) -> Any:
+  """'freeze' for the backbone, 'train' for prefixes and aggregator (the PEFT variant)."""
+  return {'params': {name: jax.tree.map(lambda _, n=name: 'freeze' if n == 'backbone' else 'train',
+                                        sub)
+                     for name, sub in params['params'].items()}}
+
+
+def make_run(model: ParScaleLM, train_ids: np.ndarray, valid_windows: np.ndarray, *,
+             seq_len: int, batch_size: int, steps: int, optim: ml_collections.ConfigDict,
+             freeze_backbone: bool = False, eval_chunk: int = 64) -> Callable:
+  """Returns jitted `run(params, data_key) -> (params, train_losses [steps], valid_loss)`,
+  vmapped over a leading seed axis of both arguments. Batches are random windows of the
+  training ids drawn from (data_key, step): the same data for every P at a given seed."""
+  tx = train.make_optimizer(optim, steps)
+  if freeze_backbone:
+    tx = optax.multi_transform({'train': tx, 'freeze': optax.set_to_zero()},
+                               frozen_backbone_labels)
+  ids = jnp.asarray(train_ids)
+  valid = jnp.asarray(valid_windows[: len(valid_windows) // eval_chunk * eval_chunk])
+
+  def loss(params, tokens):
+    return lm.token_cross_entropy(model.apply(params, tokens[:, :-1]), tokens[:, 1:])
+
+  def run(params, data_key):
+    def step(carry, i):
+      params, opt_state = carry
+      starts = jax.random.randint(jax.random.fold_in(data_key, i), (batch_size,), 0,
+                                  ids.shape[0] - seq_len - 1)
+      tokens = ids[starts[:, None] + jnp.arange(seq_len + 1)]
+      value, grads = jax.value_and_grad(loss)(params, tokens)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), value
+
+    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(steps))
+    chunks = valid.reshape(-1, eval_chunk, valid.shape[-1])
+    valid_loss = jax.lax.map(lambda c: loss(params, c), chunks).mean()
+    return params, losses, valid_loss
+
+  return jax.jit(jax.vmap(run))
+
+
+def init_params(model: ParScaleLM, seeds, seq_len: int) -> Any:
+  """Parameters for each seed, stacked on a leading axis (the backbone's init depends only on
+  the seed, so P = 1 and P > 1 runs of one seed start from the same backbone)."""
+  tokens = jnp.zeros((1, seq_len), jnp.int32)
+  keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
+  return jax.vmap(lambda k: model.init(k, tokens))(keys)
+
+
+def data_keys(seeds) -> jax.Array:
+  return jnp.stack([jax.random.fold_in(jax.random.key(int(s)), 7919) for s in seeds])
