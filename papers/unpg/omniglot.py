@@ -61,14 +61,18 @@ def load_data(config: ml_collections.ConfigDict):
 
 
 class Embedder(nn.Module):
-  """ConvNet features -> linear embedding (the verification feature)."""
+  """ConvNet last-stage feature map, flattened -> linear embedding (the verification feature).
+
+  Flattening instead of global pooling keeps where the strokes are, which is most of what
+  tells characters apart; pooled features start nearly parallel for all images.
+  """
   features: tuple[int, ...] = (16, 32, 64)
   embedding_dim: int = 64
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
-    return ConvNet(tuple(self.features), num_outputs=self.embedding_dim, name='convnet')(
-        images - 0.5)
+    maps = ConvNet(tuple(self.features), name='convnet')(images - 0.5, return_stages=True)[-1]
+    return nn.Dense(self.embedding_dim, name='embedding')(maps.reshape(maps.shape[0], -1))
 
 
 def make_loss(config: ml_collections.ConfigDict):
