@@ -7,7 +7,7 @@
 
 Arguments (comma-separated): '' / 'ar' / 'nce' picks the model, 'smoke' shrinks the run.
 Expected (default): validation NELBO falls from ~6 bits/char to about 2.6-2.8 bits/char in
-1200 steps (the AR model of the same size reaches about 2.2); the full comparison, with
+2000 steps (the AR model of the same size reaches about 2.2); the full comparison, with
 sampling, is `python -m papers.edlm.reproduce`.
 """
 
@@ -27,8 +27,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data = dict(data_dir='', seq_len=64)
   c.model = dict(num_layers=3, d_model=96, num_heads=4, num_kv_heads=4, mlp_dim=384)
   c.diffusion = dict(eps=1e-3, sampling_eps=1e-3)
-  c.nce = dict(steps=200, lr=3e-4, warmup_steps=20)  # the energy network's run ('nce')
-  c.train = dict(steps=1200, batch_size=32, log_every=50, eval_every=500, eval_batches=8,
+  c.nce = dict(steps=150, lr=3e-4, warmup_steps=20)  # the energy network's run ('nce')
+  c.train = dict(steps=2000, batch_size=32, log_every=50, eval_every=500, eval_batches=8,
                  checkpoint_every=500, keep_checkpoints=1)
   c.optim = dict(name='adamw', lr=3e-3, schedule='cosine', warmup_steps=100, weight_decay=0.0,
                  grad_clip=1.0, final_lr_fraction=0.1)

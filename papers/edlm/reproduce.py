@@ -39,10 +39,10 @@ def settings(quick: bool) -> dict:
                 nelbo_candidates=4, judge=dict(num_layers=1, d_model=32, num_heads=2,
                                                num_kv_heads=2, mlp_dim=64), judge_steps=6,
                 ar_steps=6)
-  return dict(steps_list=(8, 16, 32, 64), num_samples=128, candidates=8, window=0.5,
-              nelbo_batches=16, nelbo_candidates=16,
+  return dict(steps_list=(8, 16, 32, 64), num_samples=64, candidates=4, window=0.25,
+              nelbo_batches=8, nelbo_candidates=8,
               judge=dict(num_layers=4, d_model=128, num_heads=4, num_kv_heads=4, mlp_dim=512),
-              judge_steps=900, ar_steps=700)
+              judge_steps=700, ar_steps=600)
 
 
 def configs(quick: bool, run: dict):
