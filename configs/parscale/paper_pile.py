@@ -1,0 +1,71 @@
+"""ParScale at paper scale: a 36-layer Qwen2.5-style LM (the 1.6B point) with P = 8 streams.
+
+    python -m common.main --config=configs/parscale/paper_pile.py --workdir=/ckpt/parscale_p8
+    python -m common.main --config=configs/parscale/paper_pile.py:p1 --workdir=/ckpt/parscale_p1
+    python -m common.main --config=configs/parscale/paper_pile.py:p2 --workdir=/ckpt/parscale_p2
+    python -m common.main --config=configs/parscale/paper_pile.py:tiny --workdir=/tmp/ps_tiny
+
+The paper's setting (Chen et al. 2025, "Parallel Scaling Law for Language Models"; official
+QwenLM/ParScale): Qwen2.5 architecture, 36 layers, P in {1, 2, 4, 8} streams with m = 48 prefix
+tokens per layer and weight smoothing eps = 0.1, pretrained from scratch on 42B tokens of the
+Pile or Stack-V2-Python (1024 sequences x 2048 tokens x 20k steps = 42B). Six sizes from 0.5B to
+4.4B non-embedding parameters; the 36-layer widths follow from the released cost analysis
+(hidden 2560 / intermediate 13824 is the 4.4B point; hidden 2048 / 11008 is 2.8B; hidden 1536 /
+8960, used here, is the 1.6B point). Headline: P = 8 at 1.6B matches P = 1 at about 2.8B, i.e.
+P streams ~ multiplying parameters by k ln P + 1 with k = 0.39 (Stack-V2-Python) and 0.33
+(Pile). Two-stage recycling: 1T tokens with P = 1, then 20B tokens (2%) with fresh prefixes and
+aggregator at P > 1 (the ParScale-1.8B-P{1,2,4,8} checkpoints). Hardware: GPU pretraining (the
+paper's cost analysis is for GPUs; we did not find the device count).
+
+Here: the model, P, m, eps, sequence length, batch and token budget are the paper's; the
+optimiser settings (AdamW 3e-4, betas 0.9/0.95, weight decay 0.1, 2000 warmup steps, cosine to
+10%) and RoPE theta 1e6 (Qwen2.5's) are our choices where we did not find the paper's.
+Memory: parameters and Adam moments sharded over `mesh.fsdp` devices, bf16 activations
+(`model.dtype`) on fp32 master weights, each block rematerialised (`model.remat`), 16-way
+gradient accumulation (64 x 2048 tokens per micro-batch). Data: the experiment
+(`papers/parscale/experiment.py`) reads the character corpus of the data directory, so this
+config trains on characters, not Pile BPE tokens (`common.data.token_windows` with
+`common.hf.load_tokenizer` produce Pile-style windows once the experiment reads them). The
+recycling stage starts from a P = 1 checkpoint: `common.hf.load_qwen2` reads one as the
+backbone's parameters. `:tiny` keeps every setting but shrinks sizes to one step on a CPU
+(`tests/test_paper_configs.py`).
+"""
+
+import ml_collections
+
+TOKENS = 42_000_000_000
+BATCH, SEQ_LEN = 1024, 2048
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  args = set(filter(None, arg.split(',')))
+  unknown = args - {'tiny', 'p1', 'p2', 'p4', 'p8'}
+  if unknown:
+    raise ValueError(f'unknown config argument(s) {sorted(unknown)}: use tiny, p1, p2, p4, p8')
+  streams = [int(a[1:]) for a in args if a.startswith('p')]
+  c = ml_collections.ConfigDict()
+  c.experiment = 'papers.parscale.experiment'
+  c.seed = 0
+  c.num_devices = -1
+  c.mesh = dict(fsdp=8, fsdp_min_size=2 ** 16)
+  c.data = dict(data_dir='', seq_len=SEQ_LEN)
+  c.model = dict(num_layers=36, d_model=1536, num_heads=12, num_kv_heads=2, mlp_dim=8960,
+                 rope_theta=1e6, norm_eps=1e-6, tie_embeddings=True, dtype='bfloat16',
+                 remat=True)
+  c.parscale = dict(num_streams=streams[0] if streams else 8, num_prefix=48, eps=0.1,
+                    prefix_init=0.02)
+  c.train = dict(steps=round(TOKENS / (BATCH * SEQ_LEN)), batch_size=BATCH, log_every=50,
+                 eval_every=1000, eval_batches=32, checkpoint_every=1000, keep_checkpoints=2,
+                 compute_dtype='float32', grad_accum_steps=16)
+  c.optim = dict(name='adamw', lr=3e-4, b1=0.9, b2=0.95, schedule='cosine', warmup_steps=2000,
+                 weight_decay=0.1, grad_clip=1.0, final_lr_fraction=0.1)
+  if 'tiny' in args:
+    c.num_devices = 1
+    c.mesh.update(fsdp=1, fsdp_min_size=0)
+    c.data.seq_len = 16
+    c.model.update(num_layers=1, d_model=16, num_heads=2, num_kv_heads=1, mlp_dim=32)
+    c.parscale.update(num_streams=2, num_prefix=4)
+    c.train.update(steps=1, batch_size=8, log_every=1, eval_every=0, eval_batches=1,
+                   checkpoint_every=1, grad_accum_steps=2)
+    c.optim.warmup_steps = 0
+  return c
