@@ -1,5 +1,6 @@
 """Dataset readers, the deterministic batch stream, and the download helper."""
 
+from common.data.cifar10 import load_cifar10, read_cifar10_binary, read_cifar10_python
 from common.data.files import (
                                CocoDetection,
                                ImageFolder,
@@ -11,15 +12,23 @@ from common.data.files import (
 )
 from common.data.pipeline import batch_indices, take
 from common.data.sources import (
-                                 DataError,
-                                 data_dir,
-                                 load_char_corpus,
-                                 load_mnist,
-                                 load_omniglot,
-                                 read_idx,
+                               DataError,
+                               data_dir,
+                               load_char_corpus,
+                               load_mnist,
+                               load_omniglot,
+                               read_idx,
+)
+from common.data.subsets import (
+                               SubsetBatchStream,
+                               batch_sampler,
+                               rs2_round_indices,
+                               static_subset_indices,
 )
 
 __all__ = ['DataError', 'batch_indices', 'data_dir', 'load_char_corpus', 'load_mnist',
            'load_omniglot', 'read_idx', 'take']
 __all__ += ['CocoDetection', 'ImageFolder', 'load_image_folder', 'pack_documents', 'read_table',
             'read_texts', 'token_windows']
+__all__ += ['SubsetBatchStream', 'batch_sampler', 'rs2_round_indices', 'static_subset_indices']
+__all__ += ['load_cifar10', 'read_cifar10_binary', 'read_cifar10_python']

@@ -1,0 +1,155 @@
+"""One training run with a per-round data budget on MNIST (8k train / 2k test split).
+
+    python -m common.main --config=configs/rs2/mnist.py:rs2 --workdir=/tmp/rs2
+    python -m common.main --config=configs/rs2/mnist.py:static,smoke --workdir=/tmp/rs2_smoke
+
+`config.data.sampler` picks the data-loading policy (`common.data.subsets`): RS2 without or
+with replacement, a static random subset, or full data. The step count is adapted to the budget:
+train.steps = steps per round x rounds, and the cosine runs over exactly those steps.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from common import config as cfglib
+from common import data, parallel, train
+from common.data import subsets
+from common.models.convnet import ConvNet
+
+NUM_CLASSES = 10
+
+
+class Classifier(nn.Module):
+  """28x28 images -> 2x2 mean-pool stem -> ConvNet stages -> logits (a net small enough for
+  hundreds of CPU runs; the stem quarters the conv cost)."""
+  features: tuple[int, ...] = (8, 16)
+  groups: int = 4
+
+  @nn.compact
+  def __call__(self, images: jax.Array, return_features: bool = False) -> jax.Array:
+    x = nn.avg_pool(images - 0.5, (2, 2), strides=(2, 2))
+    feats = ConvNet(tuple(self.features), groups=self.groups, name='convnet')(x)
+    logits = nn.Dense(NUM_CLASSES, name='head')(feats)
+    return (logits, feats) if return_features else logits
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist(root: str) -> tuple[np.ndarray, np.ndarray]:
+  import pathlib
+  images, labels = data.load_mnist(pathlib.Path(root), 't10k')
+  return images, labels
+
+
+def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Stand-in classification set when no data directory is set: noisy class prototypes."""
+  rng = np.random.default_rng(seed)
+  protos = rng.random((NUM_CLASSES, 28, 28)) > 0.7
+  labels = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
+  flips = rng.random((n, 28, 28)) > 0.8
+  return ((protos[labels] ^ flips) * 255).astype(np.uint8), labels
+
+
+def load_split(data_dir: str = '', num_train: int = 8000, num_test: int = 2000
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """(train x [N,28,28,1] float32 in [0,1], train y, test x, test y): the 10k MNIST test file
+  split by a fixed permutation (seed 0) into train / test; synthetic digits without data."""
+  root = data.data_dir(data_dir)
+  if root is None:
+    print(f'notice: no data directory (set ${data.sources.ENV_VAR}); using synthetic digits')
+    images, labels = synthetic_digits(num_train + num_test)
+  else:
+    images, labels = _mnist(str(root))
+  if num_train + num_test > len(images):
+    raise cfglib.ConfigError(f'num_train + num_test = {num_train + num_test} > {len(images)} '
+                             'examples: lower config.data.num_train')
+  perm = np.random.default_rng(0).permutation(len(images))
+  x = images[perm].astype(np.float32)[..., None] / 255.0
+  y = labels[perm].astype(np.int32)
+  return (x[:num_train], y[:num_train], x[num_train:num_train + num_test],
+          y[num_train:num_train + num_test])
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def make_loss_and_eval(model: nn.Module):
+  def loss_fn(params, batch, rng):
+    del rng
+    logits = model.apply(params, batch['image'])
+    return cross_entropy(logits, batch['label']), {
+        'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label'])}
+
+  def eval_fn(params, batch):
+    logits = model.apply(params, batch['image'])
+    return {'loss': cross_entropy(logits, batch['label']),
+            'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label'])}
+
+  return loss_fn, eval_fn
+
+
+def steps_for(config: ml_collections.ConfigDict) -> int:
+  """Budget-adapted step count: steps per round x rounds (full data: N // batch per round)."""
+  s = config.data.sampler
+  fraction = 1.0 if s.mode == 'full' else s.fraction
+  return subsets.total_steps(config.data.num_train, fraction, config.train.batch_size,
+                             config.train.rounds)
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  cfglib.check_choice(config, 'data.sampler.mode', subsets.MODES)
+  cfglib.check_range(config, 'data.sampler.fraction', 0.0, 1.0, low_open=True)
+  cfglib.check_positive_int(config, 'train.rounds', 'data.num_train', 'data.num_test',
+                            'train.eval_batch_size')
+  cfglib.check_divisible(config, 'train.eval_batch_size', num_devices, 'the number of devices')
+  cfglib.check_divisible(config, 'data.num_test', config.train.eval_batch_size,
+                         'train.eval_batch_size')
+  k = subsets.subset_size(config.data.num_train, config.data.sampler.fraction)
+  if config.data.sampler.mode != 'full' and k < config.train.batch_size:
+    raise cfglib.ConfigError(f'a round holds {k} examples < train.batch_size='
+                             f'{config.train.batch_size}: raise data.sampler.fraction or lower '
+                             'the batch size')
+  cfglib.validate_train(with_steps(config), num_devices)
+
+
+def with_steps(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` with train.steps set from the budget."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.train.steps = steps_for(config)
+  return config
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
+  """Trains the classifier on the configured per-round budget; eval = held-out accuracy."""
+  mesh = parallel.mesh_from_config(config)
+  validate(config, mesh.size)
+  config = with_steps(config)
+  train_x, train_y, test_x, test_y = load_split(config.data.data_dir, config.data.num_train,
+                                                config.data.num_test)
+  model = Classifier(tuple(config.model.features))
+  params = model.init(jax.random.key(config.seed), train_x[:1])
+  loss_fn, eval_fn = make_loss_and_eval(model)
+  # --- data: the sampler's batch at step t is pure in (seed, t), so resume is exact --------
+  step_indices = subsets.batch_sampler(config.data.sampler.to_dict(), len(train_x),
+                                       config.train.batch_size, config.seed)
+  arrays = {'image': train_x, 'label': train_y}
+
+  def train_batch(step: int):
+    return data.take(arrays, step_indices(step))
+
+  def eval_batches():
+    b = config.train.eval_batch_size
+    for s in range(0, len(test_x), b):
+      yield {'image': test_x[s:s + b], 'label': test_y[s:s + b]}
+
+  return train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
+                   train_batch=train_batch, eval_fn=eval_fn, eval_batches=eval_batches)
