@@ -2,9 +2,9 @@
 
 The paper (Jung et al., BMVC 2022) writes the margin softmax losses (ArcFace, CosFace) as a
 pair-generation view: each sample forms one positive pair with its class weight and negative
-pairs with the other class weights (Eq. 4). UNPG adds the negative pairs (features of different
-classes in the mini-batch, "MLL" pairs) to the denominator (Eq. 8), after removing outliers
-with a box-and-whisker filter (Eq. 9):
+pairs with the other class weights. UNPG adds the negative pairs (features of different
+classes in the mini-batch, "MLL" pairs) to the denominator, after removing outliers
+with a box-and-whisker filter:
 
     L = -log e^{s f(cos theta_y)} / (e^{s f(cos theta_y)} + sum_{j != y} e^{s cos theta_j}
                                      + sum_{n in S'_n} e^{s s_n})
@@ -69,7 +69,7 @@ def pair_similarities(features: jax.Array, labels: jax.Array
 
 def whisker_bounds(values: jax.Array, valid: jax.Array, wisk: float
                    ) -> tuple[jax.Array, jax.Array]:
-  """Box-and-whisker bounds (Eq. 9) of the valid values: with l valid values sorted,
+  """Box-and-whisker bounds of the valid values: with l valid values sorted,
   Q1 = sorted[floor(0.25 l)], Q3 = sorted[floor(0.75 l)] (no interpolation),
   bounds [Q1 - wisk * IQR, Q3 + wisk * IQR]. wisk = inf gives (-inf, inf)."""
   if math.isinf(wisk):
@@ -85,7 +85,7 @@ def whisker_bounds(values: jax.Array, valid: jax.Array, wisk: float
 
 def filtered_negative_pairs(features: jax.Array, labels: jax.Array, wisk: float
                             ) -> tuple[jax.Array, jax.Array]:
-  """The negative pair similarities UNPG adds (Eq. 9): values = cosine similarities of all
+  """The negative pair similarities UNPG adds: values = cosine similarities of all
   pairs i < j [B(B-1)/2]; mask = pair is negative and within the whisker bounds (inclusive)
   of the negatives' quartiles. Bounds are computed without gradient, as the official sort."""
   values, negative = pair_similarities(features, labels)
@@ -102,7 +102,7 @@ def _softmax_cross_entropy(logits: jax.Array, labels: jax.Array,
 def margin_loss(features: jax.Array, class_weights: jax.Array, labels: jax.Array,
                 head: str = 'arcface', scale: float = 64.0, margin: float = 0.5,
                 wisk: float = 1.5) -> jax.Array:
-  """The baseline: softmax cross-entropy of s * margin-head logits (Eq. 4); `wisk` unused."""
+  """The baseline: softmax cross-entropy of s * margin-head logits; `wisk` unused."""
   del wisk
   logits = scale * margin_logits(features, class_weights, labels, head, margin)
   return _softmax_cross_entropy(logits.astype(jnp.float32), labels)
@@ -111,7 +111,7 @@ def margin_loss(features: jax.Array, class_weights: jax.Array, labels: jax.Array
 def unpg_loss(features: jax.Array, class_weights: jax.Array, labels: jax.Array,
               head: str = 'arcface', scale: float = 64.0, margin: float = 0.5,
               wisk: float = 1.5) -> jax.Array:
-  """UNPG (Eq. 8): cross-entropy over [s * margin-head logits | s * kept negative pairs], the
+  """UNPG: cross-entropy over [s * margin-head logits | s * kept negative pairs], the
   kept pairs appended to every row's denominator (masked, not dropped)."""
   cls = margin_logits(features, class_weights, labels, head, margin)
   values, keep = filtered_negative_pairs(features, labels, wisk)
