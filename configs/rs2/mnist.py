@@ -34,10 +34,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                 sampler=dict(mode=mode, fraction=0.02 if 'r2' in tokens else 0.1))
   c.model = dict(features=(8, 16))
   # train.steps is derived: steps per round x rounds (see papers/rs2/experiment.steps_for)
-  c.train = dict(rounds=12, batch_size=32, eval_batch_size=400, log_every=50, eval_every=0,
+  c.train = dict(rounds=30, batch_size=16, eval_batch_size=400, log_every=50, eval_every=0,
                  checkpoint_every=1000, keep_checkpoints=1)
   if mode == 'full':
-    c.train.rounds = 3
+    c.train.rounds = 4
   c.optim = dict(name='sgd', lr=0.1, momentum=0.9, nesterov=True, schedule='cosine',
                  warmup_steps=0, weight_decay=5e-4, grad_clip=0.0, final_lr_fraction=1e-3)
   if 'smoke' in tokens:

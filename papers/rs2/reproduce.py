@@ -1,6 +1,6 @@
 """Time-to-accuracy of RS2 against static subsets and data pruning on MNIST (8k train / 2k test).
 
-    python -m papers.rs2.reproduce            # full run (~6 minutes on 2 CPU cores)
+    python -m papers.rs2.reproduce            # full run (~7 minutes on 2 CPU cores)
     python -m papers.rs2.reproduce --quick    # same code path, tiny sizes, under a minute
 
 Arms at each per-round budget r (2%, 10%): RS2 without replacement, RS2 with replacement, a
@@ -38,8 +38,8 @@ def settings(quick: bool) -> dict:
   if quick:
     return dict(num_train=2000, num_test=400, batch_size=20, rounds=2, full_rounds=1,
                 budgets=(0.02, 0.1), seeds=(0, 1), pretrain_steps=20, features=(4, 8))
-  return dict(num_train=8000, num_test=2000, batch_size=32, rounds=10, full_rounds=2,
-              budgets=(0.02, 0.1), seeds=(0, 1, 2), pretrain_steps=125, features=(8, 16))
+  return dict(num_train=8000, num_test=2000, batch_size=16, rounds=30, full_rounds=4,
+              budgets=(0.02, 0.1), seeds=(0, 1, 2), pretrain_steps=100, features=(8, 16))
 
 
 def optim_config() -> ml_collections.ConfigDict:
