@@ -127,17 +127,17 @@ def test_gradients_flow_through_pair_term():
   features = jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)
   weights = jnp.asarray(rng.normal(size=(4, 4)), jnp.float32)
   labels = jnp.array([0, 0, 1, 1, 2, 2, 3, 3])
-  fixed_weights = lambda f, fn: fn(f, weights, labels, scale=4.0, wisk=math.inf)  # noqa: E731
-  g_unpg = jax.grad(fixed_weights)(features, unpg.unpg_loss)
-  g_base = jax.grad(fixed_weights)(features, unpg.margin_loss)
+  loss_u = jax.jit(lambda f: unpg.unpg_loss(f, weights, labels, scale=4.0, wisk=math.inf))
+  loss_b = jax.jit(lambda f: unpg.margin_loss(f, weights, labels, scale=4.0))
+  g_unpg = jax.jit(jax.grad(loss_u))(features)
+  g_base = jax.jit(jax.grad(loss_b))(features)
   assert np.all(np.isfinite(g_unpg))
   assert float(jnp.abs(g_unpg - g_base).max()) > 1e-3
   # the analytic gradient matches central differences (float32, smooth at scale 4)
   eps = 1e-2
   for (r, c) in [(0, 0), (3, 2), (7, 1)]:
     d = jnp.zeros_like(features).at[r, c].set(eps)
-    numeric = (fixed_weights(features + d, unpg.unpg_loss) -
-               fixed_weights(features - d, unpg.unpg_loss)) / (2 * eps)
+    numeric = (loss_u(features + d) - loss_u(features - d)) / (2 * eps)
     np.testing.assert_allclose(float(g_unpg[r, c]), float(numeric), rtol=2e-2, atol=2e-3)
   # raising a negative pair's similarity raises the loss: d loss / d s_n > 0
   values, keep = unpg.filtered_negative_pairs(features, labels, math.inf)
@@ -147,7 +147,7 @@ def test_gradients_flow_through_pair_term():
     logits = 4.0 * jnp.concatenate([cls, jnp.broadcast_to(v, (8, v.shape[0]))], -1)
     return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[jnp.arange(8), labels])
 
-  g_pairs = jax.grad(loss_of_pairs)(values)
+  g_pairs = jax.jit(jax.grad(loss_of_pairs))(values)
   assert np.all(np.asarray(g_pairs)[np.asarray(keep)] > 0)
 
 
