@@ -1,6 +1,6 @@
 """Reproduces ParScale's parallel scaling on a character LM (Tiny Shakespeare), CPU-sized.
 
-    python -m papers.parscale.reproduce            # full (about 10 minutes on 2 CPU cores)
+    python -m papers.parscale.reproduce            # full (about 12 minutes on 2 CPU cores)
     python -m papers.parscale.reproduce --quick    # same code path, tiny (< 1 minute)
 
 Sweep: widths x P in {1, 2, 4, 8} at equal tokens and 3 seeds (seed-vmapped, paired: at one
@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 FULL = dict(widths=(8, 12, 16), streams=(1, 2, 4, 8), seeds=(0, 1, 2), steps=400,
             recycle_steps=100, seq_len=32, batch_size=32, num_prefix=4, valid_windows=1024,
-            bench_repeats=10)
+            bench_repeats=5)
 QUICK = dict(widths=(8, 12), streams=(1, 2), seeds=(0, 1, 2), steps=10, recycle_steps=4,
              seq_len=16, batch_size=8, num_prefix=2, valid_windows=64, bench_repeats=2)
 COARSE_STARTS = [(e, a, al, k) for e in (0.5, 1.0) for a in (0.01, 1.0, 100.0)
