@@ -1,0 +1,154 @@
+"""Detection data: digits (or procedural shapes) composed on canvases, as padded arrays and COCO
+json; and a reader that turns a COCO-format folder into the same padded arrays.
+
+Boxes follow the +1 convention: [x0, y0, x1, y1] with x1 the last covered pixel, so the COCO
+bbox is [x0, y0, x1 - x0 + 1, y1 - y0 + 1] (maskrcnn-benchmark's xyxy <-> xywh).
+Labels are 1-based (0 is background); `mask` marks real (unpadded) boxes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from common import data as datalib
+
+SHAPES = ('rectangle', 'ellipse', 'triangle', 'cross', 'ring')
+
+
+def _shape(kind: int, h: int, w: int) -> np.ndarray:
+  yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+  u, v = (xx + 0.5) / w, (yy + 0.5) / h
+  if SHAPES[kind] == 'rectangle':
+    m = np.ones((h, w), bool)
+  elif SHAPES[kind] == 'ellipse':
+    m = (u - 0.5) ** 2 + (v - 0.5) ** 2 <= 0.25
+  elif SHAPES[kind] == 'triangle':
+    m = np.abs(u - 0.5) <= 0.5 * v
+  elif SHAPES[kind] == 'cross':
+    m = (np.abs(u - 0.5) < 0.17) | (np.abs(v - 0.5) < 0.17)
+  else:
+    r = (u - 0.5) ** 2 + (v - 0.5) ** 2
+    m = (r <= 0.25) & (r >= 0.09)
+  return (m * 255).astype(np.uint8)
+
+
+def _digit(img28: np.ndarray, h: int, w: int) -> np.ndarray:
+  ys, xs = np.nonzero(img28 > 30)
+  crop = img28[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+  return np.asarray(Image.fromarray(crop).resize((w, h), Image.BILINEAR))
+
+
+def make_canvases(num_images: int, seed: int, canvas: int = 64, min_size: float = 8.0,
+                  max_size: float = 40.0, max_objects: int = 4, digits=None,
+                  max_gts: int | None = None) -> dict[str, np.ndarray]:
+  """Composes 1..max_objects objects per canvas; sqrt(area) log-uniform in [min_size, max_size],
+  aspect ratio h/w log-uniform in [1/3, 3]; `digits` = (images [N, 28, 28], labels [N]) or None
+  for procedural shapes. Boxes are tight around the drawn pixels."""
+  rng = np.random.default_rng(seed)
+  max_gts = max_gts or max_objects
+  images = np.zeros((num_images, canvas, canvas, 1), np.uint8)
+  boxes = np.zeros((num_images, max_gts, 4), np.float32)
+  labels = np.zeros((num_images, max_gts), np.int32)
+  mask = np.zeros((num_images, max_gts), bool)
+  for i in range(num_images):
+    n = rng.integers(1, max_objects + 1)
+    for j in range(n):
+      s = math.exp(rng.uniform(math.log(min_size), math.log(max_size)))
+      r = math.exp(rng.uniform(math.log(1 / 3), math.log(3)))
+      w = int(np.clip(round(s / math.sqrt(r)), 3, canvas - 1))
+      h = int(np.clip(round(s * math.sqrt(r)), 3, canvas - 1))
+      if digits is None:
+        cls = int(rng.integers(len(SHAPES)))
+        patch = _shape(cls, h, w)
+      else:
+        k = int(rng.integers(len(digits[1])))
+        cls = int(digits[1][k])
+        patch = _digit(digits[0][k], h, w)
+      x0, y0 = int(rng.integers(0, canvas - w + 1)), int(rng.integers(0, canvas - h + 1))
+      region = images[i, y0:y0 + h, x0:x0 + w, 0]
+      np.maximum(region, patch, out=region)
+      ys, xs = np.nonzero(patch > 60)
+      if len(xs) == 0:
+        continue
+      boxes[i, j] = [x0 + xs.min(), y0 + ys.min(), x0 + xs.max(), y0 + ys.max()]
+      labels[i, j] = cls + 1
+      mask[i, j] = True
+  return {'image': images, 'boxes': boxes, 'labels': labels, 'mask': mask}
+
+
+def num_classes_of(digits) -> int:
+  return len(SHAPES) if digits is None else 10
+
+
+def load_digits(data_dir_setting: str = '', split: str = 'train'):
+  """MNIST test digits (first 5000 for 'train', last 5000 for 'val'), or None without data."""
+  root = datalib.data_dir(data_dir_setting)
+  if root is None:
+    print(f'notice: no data directory (set ${datalib.sources.ENV_VAR}); using procedural shapes')
+    return None
+  images, labels = datalib.load_mnist(root, 't10k')
+  part = slice(0, 5000) if split == 'train' else slice(5000, 10000)
+  return images[part].reshape(-1, 28, 28), labels[part]
+
+
+def to_coco(dataset: dict[str, np.ndarray], num_classes: int,
+            class_names: list[str] | None = None) -> dict:
+  """COCO instances dict of padded arrays (image ids 1.., category ids 1..C)."""
+  n, h, w = dataset['image'].shape[:3]
+  names = class_names or [str(c) for c in range(num_classes)]
+  images = [{'id': i + 1, 'file_name': f'{i + 1:06d}.png', 'height': h, 'width': w}
+            for i in range(n)]
+  anns = []
+  for i in range(n):
+    for b, lab in zip(dataset['boxes'][i][dataset['mask'][i]],
+                      dataset['labels'][i][dataset['mask'][i]], strict=True):
+      bw, bh = float(b[2] - b[0] + 1), float(b[3] - b[1] + 1)
+      anns.append({'id': len(anns) + 1, 'image_id': i + 1, 'category_id': int(lab),
+                   'bbox': [float(b[0]), float(b[1]), bw, bh], 'area': bw * bh, 'iscrowd': 0})
+  return {'images': images, 'annotations': anns,
+          'categories': [{'id': c + 1, 'name': names[c]} for c in range(num_classes)]}
+
+
+def write_coco_folder(dataset: dict[str, np.ndarray], num_classes: int, root: str | pathlib.Path,
+                      name: str = 'train') -> tuple[pathlib.Path, pathlib.Path]:
+  """Writes `root/annotations/instances_<name>.json` and `root/<name>/*.png`."""
+  root = pathlib.Path(root)
+  coco = to_coco(dataset, num_classes)
+  (root / 'annotations').mkdir(parents=True, exist_ok=True)
+  (root / name).mkdir(parents=True, exist_ok=True)
+  for im, meta in zip(dataset['image'], coco['images'], strict=True):
+    Image.fromarray(np.repeat(im, 3, -1)).save(root / name / meta['file_name'])
+  ann = root / 'annotations' / f'instances_{name}.json'
+  ann.write_text(json.dumps(coco))
+  return ann, root / name
+
+
+def read_coco_folder(annotation_file, image_dir, image_size: int, max_gts: int,
+                     channels: int = 3) -> tuple[dict[str, np.ndarray], dict]:
+  """A COCO-format folder as padded arrays: images resized to image_size^2 (boxes scaled), the
+  first max_gts non-crowd boxes per image; also the COCO dict of the resized ground truth."""
+  coco = datalib.CocoDetection(annotation_file, image_dir)
+  n = len(coco)
+  out = {'image': np.zeros((n, image_size, image_size, channels), np.uint8),
+         'boxes': np.zeros((n, max_gts, 4), np.float32),
+         'labels': np.zeros((n, max_gts), np.int32), 'mask': np.zeros((n, max_gts), bool)}
+  for i in range(n):
+    item = coco[i]
+    h, w = item['image'].shape[:2]
+    img = Image.fromarray(item['image']).resize((image_size, image_size), Image.BILINEAR)
+    arr = np.asarray(img)
+    out['image'][i] = arr[..., :channels] if channels <= 3 else arr
+    keep = ~item['crowd']
+    b = item['boxes'][keep][:max_gts].copy()
+    b[:, 2:] -= 1.0  # reader's x + w -> last pixel (+1 convention)
+    b *= np.array([image_size / w, image_size / h] * 2, np.float32)
+    k = len(b)
+    out['boxes'][i, :k] = b
+    out['labels'][i, :k] = item['labels'][keep][:max_gts] + 1
+    out['mask'][i, :k] = True
+  return out, to_coco(out, coco.num_classes, coco.category_names)

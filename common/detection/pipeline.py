@@ -1,0 +1,102 @@
+"""The shared detector experiment plumbing: data from config, anchors, batched inference and COCO
+evaluation. A paper supplies only its assigner and loss.
+
+config.data: data_dir, canvas, num_train, num_val, min_size, max_size, max_objects, seed,
+  coco_train / coco_val (optional COCO-format folders: 'annotations.json:image_dir').
+config.detector: strides, anchor_sizes, aspect_ratios, scales, convention, backbone_features,
+  fpn_features, num_convs.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from common.detection import boxes as boxlib
+from common.detection import data as detdata
+from common.detection import evaluation
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic(data_dir: str, canvas: int, num_train: int, num_val: int, min_size: float,
+               max_size: float, max_objects: int, seed: int):
+  train_digits = detdata.load_digits(data_dir, 'train')
+  val_digits = detdata.load_digits(data_dir, 'val') if train_digits is not None else None
+  kw = dict(canvas=canvas, min_size=min_size, max_size=max_size, max_objects=max_objects)
+  train = detdata.make_canvases(num_train, seed, digits=train_digits, **kw)
+  val = detdata.make_canvases(num_val, seed + 1_000_003, digits=val_digits, **kw)
+  nc = detdata.num_classes_of(train_digits)
+  return train, val, detdata.to_coco(val, nc), nc
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """(train arrays, val arrays, val COCO dict, num_classes) from config.data."""
+  d = config.data
+  if d.get('coco_train', ''):
+    size, gmax = d.canvas, d.max_objects
+    train, _ = detdata.read_coco_folder(*d.coco_train.split(':'), size, gmax, d.channels)
+    val, coco = detdata.read_coco_folder(*d.get('coco_val', d.coco_train).split(':'), size,
+                                         gmax, d.channels)
+    return train, val, coco, len(coco['categories'])
+  return _synthetic(d.data_dir, d.canvas, d.num_train, d.num_val, d.min_size, d.max_size,
+                    d.max_objects, d.seed)
+
+
+def anchors_from_config(config: ml_collections.ConfigDict) -> tuple[np.ndarray, tuple[int, ...]]:
+  det = config.detector
+  return boxlib.pyramid_anchors(config.data.canvas, det.strides, det.anchor_sizes,
+                                det.aspect_ratios, det.scales, det.convention)
+
+
+def images_to_float(images) -> jax.Array:
+  return jnp.asarray(images, jnp.float32) / 255.0
+
+
+def make_predict(model, anchors: np.ndarray, num_per_level, image_size: int,
+                 post: ml_collections.ConfigDict, score_threshold=None):
+  """jit (params, images) -> batched detections (boxes, scores, classes, valid)."""
+  anchors = jnp.asarray(anchors)
+  thr = post.score_threshold if score_threshold is None else score_threshold
+
+  @jax.jit
+  def predict(params, images):
+    cls, box, ctr = model.apply(params, images_to_float(images))
+    fn = functools.partial(
+        evaluation.postprocess, anchors=anchors, num_per_level=tuple(num_per_level),
+        image_size=image_size, score_threshold=thr, pre_nms_top_n=post.pre_nms_top_n,
+        nms_threshold=post.nms_threshold, max_detections=post.max_detections,
+        use_centerness=post.use_centerness)
+    return jax.vmap(fn)(cls, box, ctr)
+
+  return predict
+
+
+def coco_eval(predict, params, val: dict, coco: dict, batch_size: int = 50,
+              area_ranges=None) -> dict[str, float]:
+  """Runs `predict` over the validation arrays and scores it with COCOeval."""
+  dets = []
+  n = len(val['image'])
+  for start in range(0, n, batch_size):
+    images = val['image'][start:start + batch_size]
+    pad = batch_size - len(images)
+    if pad:
+      images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+    out = jax.device_get(predict(params, images))
+    ids = [coco['images'][i]['id'] for i in range(start, min(start + batch_size, n))]
+    dets += evaluation.detections_to_coco(*(o[:len(ids)] for o in out), ids)
+  return evaluation.coco_evaluate(coco, dets, area_ranges)
+
+
+def throughput(step_fn, state, batch, repeats: int = 5) -> float:
+  """Images per second of an already compiled (state, batch) -> (state, metrics) step."""
+  jax.block_until_ready(step_fn(state, batch))
+  t = time.time()
+  for _ in range(repeats):
+    state, m = step_fn(state, batch)
+  jax.block_until_ready(m)
+  return repeats * len(batch['image']) / (time.time() - t)

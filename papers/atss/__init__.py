@@ -1,0 +1,1 @@
+"""ATSS: Adaptive Training Sample Selection (Zhang et al., CVPR 2020)."""

@@ -1,0 +1,132 @@
+"""ATSS detector experiment: the dense detector trained with a switchable assigner.
+
+    python -m common.main --config=configs/atss/mnist_canvas.py:smoke --workdir=/tmp/atss
+
+Loss (official ATSSLossComputation): focal(cls) / num_pos + 2.0 * sum(ctr_t * GIoU) / sum(ctr_t)
++ BCE(centerness) / num_pos, with num_pos and sums over the global batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from common import config as cfglib
+from common import data, parallel, train
+from common.detection import boxes as boxlib
+from common.detection import losses, pipeline
+from common.detection.model import DenseDetector
+from papers.atss import assigner
+
+SIZE_BINS = ('small', 'medium', 'large')
+
+
+def assign_batch(config: ml_collections.ConfigDict, anchors, num_per_level, gt_boxes, gt_labels,
+                 gt_mask) -> dict[str, jax.Array]:
+  a = config.assigner
+  fn = functools.partial(assigner.assign, a.name, jnp.asarray(anchors), tuple(num_per_level),
+                         topk=a.topk, convention=a.convention, fg_iou=a.fg_iou, bg_iou=a.bg_iou,
+                         size_ranges=tuple(tuple(r) for r in a.size_ranges))
+  out = jax.vmap(fn)(gt_boxes, gt_labels, gt_mask)
+  return {'assigned_gt': out['assigned_gt'], 'labels': out['labels']}
+
+
+def atss_loss(cls_logits, box_deltas, ctr_logits, anchors, gt_boxes, assigned_gt, labels,
+              num_classes: int, reg_weight: float = 2.0):
+  """(loss, metrics) of the official ATSS loss for a batch [B, N, ...]."""
+  pos = labels > 0
+  num_pos = jnp.maximum(pos.sum(), 1.0)
+  targets = losses.one_hot_targets(labels, num_classes)
+  valid = (labels >= 0)[..., None]
+  cls_loss = jnp.sum(losses.sigmoid_focal(cls_logits, targets) * valid) / num_pos
+  matched = jnp.take_along_axis(gt_boxes, jnp.maximum(assigned_gt, 0)[..., None], 1)
+  anchors_b = jnp.broadcast_to(anchors, matched.shape)
+  reg_t = boxlib.encode(matched, anchors_b)
+  ctr_t = jnp.where(pos, boxlib.centerness_targets(anchors_b, matched), 0.0)
+  giou = losses.giou_loss(box_deltas, jnp.where(pos[..., None], reg_t, 0.0), anchors_b)
+  reg_loss = reg_weight * jnp.sum(giou * ctr_t) / jnp.maximum(ctr_t.sum(), 1e-6)
+  ctr_loss = jnp.sum(losses.sigmoid_bce(ctr_logits, ctr_t) * pos) / num_pos
+  total = cls_loss + reg_loss + ctr_loss
+  return total, {'cls_loss': cls_loss, 'reg_loss': reg_loss, 'ctr_loss': ctr_loss,
+                 'num_pos': pos.sum() / labels.shape[0]}
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int) -> DenseDetector:
+  det = config.detector
+  return DenseDetector(num_classes=num_classes,
+                       num_anchors=len(det.aspect_ratios) * len(det.scales),
+                       backbone_features=tuple(det.backbone_features),
+                       fpn_features=det.fpn_features, num_levels=len(det.strides),
+                       num_convs=det.num_convs, centerness=True)
+
+
+def assignment_stats(config, anchors, num_per_level, val: dict, bins) -> dict[str, float]:
+  """Positives per validation gt by size bin (sqrt area) and the share of gts with none."""
+  out = jax.jit(functools.partial(assign_batch, config, anchors, num_per_level))(
+      val['boxes'], val['labels'], val['mask'])
+  assigned = np.asarray(out['assigned_gt'])
+  g = val['boxes'].shape[1]
+  counts = (assigned[:, :, None] == np.arange(g)[None, None, :]).sum(1)  # [B, G]
+  b = val['boxes']
+  size = np.sqrt((b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1))
+  m = val['mask']
+  stats = {'pos_per_gt': float(counts[m].mean()), 'no_pos_share': float((counts[m] == 0).mean())}
+  edges = [0.0, bins[0], bins[1], np.inf]
+  for i, name in enumerate(SIZE_BINS):
+    sel = m & (size >= edges[i]) & (size < edges[i + 1])
+    stats[f'pos_per_gt_{name}'] = float(counts[sel].mean()) if sel.any() else float('nan')
+  return stats
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  cfglib.validate_train(config, num_devices)
+  cfglib.check_choice(config, 'assigner.name', ('atss', 'iou', 'fcos'))
+  cfglib.check_choice(config, 'assigner.convention', ('official', 'mmdet'))
+  cfglib.check_positive_int(config, 'assigner.topk', 'data.canvas', 'data.max_objects')
+  if len(config.detector.strides) != len(config.detector.anchor_sizes):
+    raise cfglib.ConfigError('config.detector.strides and anchor_sizes differ in length')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
+  """Trains the detector; final eval = COCO AP metrics and assignment statistics."""
+  mesh = parallel.mesh_from_config(config)
+  validate(config, mesh.size)
+  tr, val, coco, num_classes = pipeline.load_data(config)
+  anchors, num_per_level = pipeline.anchors_from_config(config)
+  model = build_model(config, num_classes)
+  params = model.init(jax.random.key(config.seed), jnp.zeros((1,) + tr['image'].shape[1:]))
+  anchors_j = jnp.asarray(anchors)
+
+  def loss_fn(params, batch, rng):
+    del rng
+    cls, box, ctr = model.apply(params, pipeline.images_to_float(batch['image']))
+    a = assign_batch(config, anchors, num_per_level, batch['boxes'], batch['labels'],
+                     batch['mask'])
+    return atss_loss(cls, box, ctr, anchors_j, batch['boxes'], a['assigned_gt'], a['labels'],
+                     num_classes, config.loss.reg_weight)
+
+  order = data.batch_indices(len(tr['image']), config.train.batch_size, config.seed)
+  started = time.time()
+  result = train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
+                     train_batch=lambda step: data.take(tr, order[step]))
+  train_seconds = time.time() - started
+  predict = pipeline.make_predict(model, anchors, num_per_level, config.data.canvas,
+                                  config.post)
+  params = jax.device_get(result.state.params)
+  metrics = pipeline.coco_eval(predict, params, val, coco, config.eval_batch_size,
+                               tuple(config.eval_area_ranges))
+  metrics.update(assignment_stats(config, anchors, num_per_level, val,
+                                  tuple(config.eval_area_ranges)))
+  metrics['train_images_per_s'] = config.train.steps * config.train.batch_size / train_seconds
+  result.eval_metrics = metrics
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+      json.dump(metrics, f, indent=1)
+  return result
