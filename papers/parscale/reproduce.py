@@ -36,9 +36,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 FULL = dict(widths=(8, 12, 16), streams=(1, 2, 4, 8), seeds=(0, 1, 2), steps=400,
             recycle_steps=100, seq_len=32, batch_size=32, num_prefix=4, valid_windows=1024,
-            bench_repeats=5)
+            bench_repeats=5, bench_batches=(1, 8))
 QUICK = dict(widths=(8, 12), streams=(1, 2), seeds=(0, 1, 2), steps=10, recycle_steps=4,
-             seq_len=16, batch_size=8, num_prefix=2, valid_windows=64, bench_repeats=2)
+             seq_len=16, batch_size=8, num_prefix=2, valid_windows=64, bench_repeats=1,
+             bench_batches=(1,))
 COARSE_STARTS = [(e, a, al, k) for e in (0.5, 1.0) for a in (0.01, 1.0, 100.0)
                  for al in (0.2, 0.5, 1.0) for k in (0.2, 0.6)]
 
@@ -139,7 +140,7 @@ def width_for(target_n: float, vocab: int) -> int:
 def inference_table(s, vocab, d, k) -> tuple[list, list]:
   rows, summary = [], []
   seq = 2 * s['seq_len']
-  for batch in (1, 8):
+  for batch in s['bench_batches']:
     base = forward_cost(vocab, d, 1, s['num_prefix'], batch, seq, s['bench_repeats'])
     for p in s['streams'][1:]:
       par = forward_cost(vocab, d, p, s['num_prefix'], batch, seq, s['bench_repeats'])
@@ -218,11 +219,11 @@ def main() -> None:
   widths, streams, p_max = s['widths'], s['streams'], s['streams'][-1]
   n_all = [info[d, p]['N'] for d in widths for p in streams]
   p_all = [p for _ in widths for p in streams]
-  starts = COARSE_STARTS if args.quick else None
+  starts = COARSE_STARTS[:4] if args.quick else None
   fit_mean = sl.fit(n_all, p_all, [losses[d, p].mean() for d in widths for p in streams],
                     starts=starts)
   fit_seed = [sl.fit(n_all, p_all, [losses[d, p][i] for d in widths for p in streams],
-                     starts=COARSE_STARTS) for i in range(len(s['seeds']))]
+                     starts=starts or COARSE_STARTS) for i in range(len(s['seeds']))]
   # k at its lower bound (1e-8) means no parallel gain was fitted: count it as 0 (verdict 'not')
   ks = np.array([f['k'] if f['k'] > 1e-3 else 0.0 for f in fit_seed])
   print('fit', fit_mean, 'per-seed k', ks, flush=True)
