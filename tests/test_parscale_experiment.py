@@ -17,7 +17,10 @@ from tests.testutil import ROOT
 
 
 def smoke_config():
-  return load_config(ROOT / 'configs' / 'parscale' / 'char_lm.py', 'smoke')
+  config = load_config(ROOT / 'configs' / 'parscale' / 'char_lm.py', 'smoke')
+  config.model.update(d_model=8, mlp_dim=16)  # smaller still: compile time dominates
+  config.data.seq_len = 16
+  return config
 
 
 def test_eight_devices_match_one(tmp_path):
