@@ -110,10 +110,12 @@ class DenseDetector(nn.Module):
   num_convs: int = 2
   prior_bias: float = -4.59511985
   centerness: bool = True
+  first_stride: int = 4  # stride of the first pyramid level (backbone stage i has 4 * 2^i)
 
   @nn.compact
   def __call__(self, images: jax.Array):
     stages = Backbone(self.backbone_features, name='backbone')(images)
-    feats = FPN(self.fpn_features, self.num_levels, name='fpn')(stages[:self.num_levels])
+    used = [s for i, s in enumerate(stages) if 4 * 2 ** i >= self.first_stride]
+    feats = FPN(self.fpn_features, self.num_levels, name='fpn')(used[:self.num_levels])
     return DenseHead(self.num_classes, self.num_anchors, self.fpn_features, self.num_convs,
                      prior_bias=self.prior_bias, centerness=self.centerness, name='head')(feats)

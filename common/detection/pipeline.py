@@ -40,7 +40,7 @@ def load_data(config: ml_collections.ConfigDict):
   if d.get('coco_train', ''):
     size, gmax = d.canvas, d.max_objects
     train, _ = detdata.read_coco_folder(*d.coco_train.split(':'), size, gmax, d.channels)
-    val, coco = detdata.read_coco_folder(*d.get('coco_val', d.coco_train).split(':'), size,
+    val, coco = detdata.read_coco_folder(*(d.get('coco_val') or d.coco_train).split(':'), size,
                                          gmax, d.channels)
     return train, val, coco, len(coco['categories'])
   return _synthetic(d.data_dir, d.canvas, d.num_train, d.num_val, d.min_size, d.max_size,

@@ -64,7 +64,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int) -> DenseDet
                        num_anchors=len(det.aspect_ratios) * len(det.scales),
                        backbone_features=tuple(det.backbone_features),
                        fpn_features=det.fpn_features, num_levels=len(det.strides),
-                       num_convs=det.num_convs, centerness=True)
+                       num_convs=det.num_convs, centerness=True,
+                       first_stride=det.strides[0])
 
 
 def assignment_stats(config, anchors, num_per_level, val: dict, bins) -> dict[str, float]:

@@ -1,0 +1,55 @@
+"""ATSS detector: loss on 8 devices == 1 device, and the paper-scale config end to end (tiny)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from common import parallel
+from common.detection import data as D
+from common.detection import pipeline
+from configs.atss import coco_r50_fpn_1x, mnist_canvas
+from papers.atss import experiment
+
+
+def test_loss_and_grads_8_devices_equal_1():
+  config = mnist_canvas.get_config('smoke')
+  config.detector.update(backbone_features=(8, 8, 8), fpn_features=8, num_convs=1)
+  batch = D.make_canvases(8, 3, canvas=64, max_size=40)
+  anchors, nums = pipeline.anchors_from_config(config)
+  model = experiment.build_model(config, len(D.SHAPES))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+
+  def loss(params, batch):
+    cls, box, ctr = model.apply(params, pipeline.images_to_float(batch['image']))
+    a = experiment.assign_batch(config, anchors, nums, batch['boxes'], batch['labels'],
+                                batch['mask'])
+    return experiment.atss_loss(cls, box, ctr, jnp.asarray(anchors), batch['boxes'],
+                                a['assigned_gt'], a['labels'], len(D.SHAPES))[0]
+
+  step = jax.jit(jax.value_and_grad(loss))
+  one = step(params, batch)
+  mesh = parallel.make_mesh(8)
+  sharded = jax.device_put(batch, NamedSharding(mesh, P('data')))
+  eight = step(parallel.replicate(params, mesh), sharded)
+  np.testing.assert_allclose(one[0], eight[0], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(one[1]), jax.tree.leaves(eight[1]), strict=True):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_paper_config_one_step_on_tiny_coco_folder(tmp_path):
+  ds = D.make_canvases(4, 0, canvas=64, max_size=40)
+  ann, img_dir = D.write_coco_folder(ds, len(D.SHAPES), tmp_path / 'coco')
+  config = coco_r50_fpn_1x.get_config('tiny')
+  config.num_devices = 1
+  config.data.coco_train = f'{ann}:{img_dir}'
+  assert coco_r50_fpn_1x.get_config().detector.fpn_features == 256
+  result = experiment.train_and_evaluate(config, str(tmp_path / 'work'))
+  m = result.eval_metrics
+  assert int(result.state.step) == 1 and 'AP' in m and np.isfinite(m['pos_per_gt'])
+  assert json.loads((tmp_path / 'work' / 'eval.json').read_text())['AP'] == m['AP']
