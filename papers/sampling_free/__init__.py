@@ -1,0 +1,1 @@
+"""Sampling-Free detectors (Chen et al., IEEE TIP 2021)."""

@@ -1,0 +1,60 @@
+"""Optimal bias initialisation (Sec. III-B): the foreground prior counted with the anchor matcher.
+
+prior = (num_fg / num_fg_plus_bg) / num_foreground_classes; bias = -log((1 - prior) / prior),
+so that at step 0 every class probability equals the prior.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from collections.abc import Iterable
+
+import jax.numpy as jnp
+import numpy as np
+
+from papers.atss.assigner import iou_assign
+
+
+def anchor_match_counts(anchors, gt_boxes, gt_mask, fg_iou: float = 0.5, bg_iou: float = 0.4
+                        ) -> tuple[int, int]:
+  """(num_fg, num_fg + num_bg) anchors of one image under the IoU matcher with low-quality
+  matches; anchors between the thresholds are excluded from both."""
+  gt_mask = np.asarray(gt_mask, bool)
+  labels = np.ones(len(gt_mask), np.int32)
+  out = iou_assign(jnp.asarray(anchors, jnp.float32), jnp.asarray(gt_boxes, jnp.float32),
+                   jnp.asarray(labels), jnp.asarray(gt_mask), fg_iou, bg_iou)
+  lab = np.asarray(out['labels'])
+  return int((lab > 0).sum()), int((lab >= 0).sum())
+
+
+def optimal_prior(counts_iterable: Iterable[tuple[int, int]], num_classes: int) -> float:
+  """Eq. (prior): (sum fg / sum (fg + bg)) / number of foreground classes."""
+  fg = total = 0
+  for f, t in counts_iterable:
+    fg += f
+    total += t
+  return fg / max(total, 1) / num_classes
+
+
+def bias_from_prior(prior: float) -> float:
+  """b = -log((1 - prior) / prior), i.e. sigmoid(b) = prior."""
+  return -math.log((1.0 - prior) / prior)
+
+
+def cached_prior(key: str, compute, cache_dir: str | pathlib.Path) -> float:
+  """The prior for a dataset + anchor setting, computed once and stored as json under key."""
+  path = pathlib.Path(cache_dir) / 'priors.json'
+  table = json.loads(path.read_text()) if path.exists() else {}
+  if key not in table:
+    table[key] = float(compute())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=1))
+  return table[key]
+
+
+def adaptive_threshold(prior: float, num_classes: int) -> float:
+  """Class-adaptive test threshold prior x (C + 1): the official code multiplies by the class
+  count including background."""
+  return prior * (num_classes + 1)
