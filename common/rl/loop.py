@@ -1,0 +1,374 @@
+"""A PPO loop with a FIFO buffer of b batches and a pluggable behaviour policy.
+
+One stream per seed (one environment), as in the PROPS code. Every m steps the chunk is pushed
+into the buffer (raw observations and rewards; normalised later with current statistics) and the
+behaviour policy is updated by `hooks.behavior_update`; every n steps, before that, the whole
+buffer is re-evaluated under the target policy (log-probs, values, GAE as one stream) and PPO
+updates on all valid rows. With b = 1 and the default hooks this is plain PPO (on-policy); with
+b = 2 it is PPO with a buffer. Two drivers share every update function:
+
+- `make_train(env, env_params, ...)`: gymnax, the whole run is one `jit` of nested `lax.scan`s;
+  `jax.vmap(train)(keys)` runs seeds in parallel (PureJaxRL style).
+- `train_host(make_env, ...)`: gymnasium (MuJoCo), a host loop over one environment per seed,
+  with the action sampling and all updates jitted and vmapped over seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.rl import networks, normalize
+from common.rl import ppo as ppolib
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  total_steps: int = 100_000
+  n: int = 1024          # steps per PPO update (target batch)
+  b: int = 1             # buffer batches (buffer = b * n rows)
+  m: int = 0             # behaviour-update period (0 -> n); n % m == 0
+  eval_every: int = 4    # PPO updates between evaluations of the target policy
+  eval_episodes: int = 8
+  norm_obs: bool = True
+  norm_reward: bool = True
+  ppo: ppolib.PPOConfig = ppolib.PPOConfig()
+
+  @property
+  def period(self) -> int:
+    return self.m or self.n
+
+  def check(self) -> None:
+    if self.n % self.period or self.total_steps % (self.n * self.eval_every):
+      raise ValueError(f'need n % m == 0 and total_steps % (n * eval_every) == 0: {self}')
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+  """behavior_init(actor_params) -> hstate;
+  behavior_update(hstate, actor_params, view, key) -> (behaviour_params, hstate, metrics);
+  measure(actor_params, view, key) -> metrics (called before each PPO update).
+  `view`: obs (buffer obs normalised with current statistics), actions, mask (valid rows),
+  count, pre_actor (target actor before the latest PPO update)."""
+  behavior_init: Callable = lambda actor_params: ()
+  behavior_update: Callable = lambda h, actor_params, view, key: (actor_params, h, {})
+  measure: Callable = lambda actor_params, view, key: {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Agent:
+  actor: networks.Actor
+  critic: networks.Critic
+  obs_dim: int
+  action_dim: int
+  discrete: bool
+
+  def init(self, key: jax.Array) -> dict:
+    k1, k2 = jax.random.split(key)
+    obs = jnp.zeros((1, self.obs_dim))
+    return {'actor': self.actor.init(k1, obs), 'critic': self.critic.init(k2, obs)}
+
+
+def make_agent(obs_dim: int, action_dim: int, discrete: bool) -> Agent:
+  return Agent(networks.Actor(action_dim, discrete), networks.Critic(), obs_dim, action_dim,
+               discrete)
+
+
+class Loop:
+  """The per-seed pure functions of the loop (vmap them over seeds)."""
+
+  def __init__(self, agent: Agent, cfg: LoopConfig, hooks: Hooks = Hooks()):
+    cfg.check()
+    self.agent, self.cfg, self.hooks = agent, cfg, hooks
+    self.tx = ppolib.optimizer(cfg.ppo.lr, cfg.ppo.max_grad_norm)
+    self.rows = cfg.b * cfg.n
+
+  # -- state ----------------------------------------------------------------------------------
+  def init(self, key: jax.Array, obs0: jax.Array) -> dict:
+    params = self.agent.init(key)
+    act_shape = () if self.agent.discrete else (self.agent.action_dim,)
+    obs_rms = normalize.rms_init((self.agent.obs_dim,))
+    if self.cfg.norm_obs:
+      obs_rms = normalize.rms_update(obs_rms, obs0[None])
+    return {
+        'params': params, 'opt': self.tx.init(params), 'behavior': params['actor'],
+        'hstate': self.hooks.behavior_init(params['actor']), 'pre_actor': params['actor'],
+        'buf': {'obs': jnp.zeros((self.rows, self.agent.obs_dim)),
+                'actions': jnp.zeros((self.rows,) + act_shape,
+                                     jnp.int32 if self.agent.discrete else jnp.float32),
+                'rewards': jnp.zeros((self.rows,)), 'dones': jnp.zeros((self.rows,))},
+        'count': jnp.asarray(0, jnp.int32), 'obs_rms': obs_rms,
+        'ret_rms': normalize.rms_init(), 'ret_acc': jnp.asarray(0.0),
+    }
+
+  def norm_obs(self, state: dict, obs: jax.Array) -> jax.Array:
+    return normalize.normalize_obs(state['obs_rms'], obs) if self.cfg.norm_obs else obs
+
+  def act(self, state: dict, obs_raw: jax.Array, key: jax.Array) -> jax.Array:
+    """The behaviour policy's action for one raw observation."""
+    out = self.agent.actor.apply(state['behavior'], self.norm_obs(state, obs_raw))
+    return networks.sample(self.agent.discrete, out, key)
+
+  def observe(self, state: dict, next_obs_raw: jax.Array, reward: jax.Array,
+              next_done: jax.Array) -> dict:
+    """Running statistics after one env step (gymnasium wrapper order)."""
+    state = dict(state)
+    if self.cfg.norm_obs:
+      state['obs_rms'] = normalize.rms_update(state['obs_rms'], next_obs_raw[None])
+    if self.cfg.norm_reward:
+      state['ret_rms'], state['ret_acc'] = normalize.reward_stats_update(
+          state['ret_rms'], state['ret_acc'], reward, next_done, self.cfg.ppo.gamma)
+    return state
+
+  # -- updates --------------------------------------------------------------------------------
+  def view(self, state: dict) -> dict:
+    buf = state['buf']
+    return {'obs': self.norm_obs(state, buf['obs']), 'actions': buf['actions'],
+            'mask': (jnp.arange(self.rows) >= self.rows - state['count']).astype(jnp.float32),
+            'count': state['count'], 'pre_actor': state['pre_actor']}
+
+  def push(self, state: dict, chunk: dict) -> dict:
+    """FIFO: the chunk (time-major, m rows) enters at the end, the oldest m rows leave."""
+    m = self.cfg.period
+    buf = jax.tree.map(lambda b, c: jnp.concatenate([b[m:], c.astype(b.dtype)], 0),
+                       state['buf'], chunk)
+    return dict(state, buf=buf, count=jnp.minimum(state['count'] + m, self.rows))
+
+  def ppo_iteration(self, state: dict, next_obs_raw: jax.Array, next_done: jax.Array,
+                    key: jax.Array) -> tuple[dict, dict]:
+    """Re-evaluate the buffer under the target, GAE over it as one stream, PPO on valid rows."""
+    k_measure, k_update = jax.random.split(key)
+    a, cfg = self.agent, self.cfg.ppo
+    view = self.view(state)
+    params = state['params']
+    out = a.actor.apply(params['actor'], view['obs'])
+    values = a.critic.apply(params['critic'], view['obs'])
+    rewards = state['buf']['rewards']
+    if self.cfg.norm_reward:
+      rewards = normalize.normalize_reward(state['ret_rms'], rewards)
+    last_value = a.critic.apply(params['critic'], self.norm_obs(state, next_obs_raw))
+    adv, ret = ppolib.gae(rewards, values, state['buf']['dones'], last_value,
+                          next_done.astype(jnp.float32), cfg.gamma, cfg.gae_lambda)
+    metrics = {f'se/{k}': v for k, v in self.hooks.measure(params['actor'], view,
+                                                             k_measure).items()}
+    batch = {'obs': view['obs'], 'actions': view['actions'],
+             'logp': networks.log_prob(a.discrete, out, view['actions']), 'values': values,
+             'advantages': adv, 'returns': ret}
+    new_params, opt, m = ppolib.ppo_update(params, state['opt'], self.tx, a.actor.apply,
+                                           a.critic.apply, a.discrete, batch, view['mask'],
+                                           k_update, cfg)
+    metrics.update({f'ppo/{k}': v for k, v in m.items()})
+    return dict(state, params=new_params, opt=opt, pre_actor=params['actor']), metrics
+
+  def behavior_step(self, state: dict, key: jax.Array) -> tuple[dict, dict]:
+    behavior, hstate, m = self.hooks.behavior_update(
+        state['hstate'], state['params']['actor'], self.view(state), key)
+    return dict(state, behavior=behavior, hstate=hstate), {f'behavior/{k}': v
+                                                          for k, v in m.items()}
+
+  def end_chunk(self, state: dict, chunk: dict, next_obs_raw: jax.Array, next_done: jax.Array,
+                key: jax.Array, do_ppo: bool) -> tuple[dict, dict]:
+    """After m steps: push, (every n steps) PPO iteration, then the behaviour update."""
+    k1, k2 = jax.random.split(key)
+    state = self.push(state, chunk)
+    metrics = {}
+    if do_ppo:
+      state, metrics = self.ppo_iteration(state, next_obs_raw, next_done, k1)
+      # the behaviour sees the target's new log-probs; keep pre_actor for the official variant
+    state, bm = self.behavior_step(state, k2)
+    metrics.update(bm)
+    return state, metrics
+
+
+# ---- gymnax driver: everything inside one jit -------------------------------------------------
+def make_train(env, env_params, cfg: LoopConfig, hooks: Hooks = Hooks()) -> tuple[Callable, Loop]:
+  """Returns (train, loop): `train(key)` -> metrics (pure; jit and vmap it over seed keys).
+  metrics['eval_return'][i] is the target policy's mean (deterministic) return after
+  i * eval_every PPO updates; the per-update metrics have one entry per PPO update."""
+  obs_dim = int(np.prod(env.observation_space(env_params).shape))
+  space = env.action_space(env_params)
+  discrete = hasattr(space, 'n')
+  action_dim = int(space.n) if discrete else int(np.prod(space.shape))
+  loop = Loop(make_agent(obs_dim, action_dim, discrete), cfg, hooks)
+  m, k_chunks = cfg.period, cfg.n // cfg.period
+  max_steps = int(env_params.max_steps_in_episode)
+
+  def env_step(carry, key):
+    state, env_state, obs, done, ep = carry
+    k_act, k_env = jax.random.split(key)
+    action = loop.act(state, obs, k_act)
+    next_obs, env_state, reward, term, trunc, _ = env.step(k_env, env_state, action, env_params)
+    next_done = (term | trunc).astype(jnp.float32)  # CleanRL: truncation ends the stream too
+    state = loop.observe(state, next_obs, reward, next_done)
+    ret = ep['ret'] + reward
+    ep = {'ret': ret * (1 - next_done), 'sum': ep['sum'] + ret * next_done,
+          'episodes': ep['episodes'] + next_done}
+    return (state, env_state, next_obs, next_done, ep), {'obs': obs, 'actions': action,
+                                                         'rewards': reward, 'dones': done}
+
+  def chunk(carry, key, do_ppo):
+    k_steps, k_end = jax.random.split(key)
+    carry, traj = jax.lax.scan(env_step, carry, jax.random.split(k_steps, m))
+    state, env_state, obs, done, ep = carry
+    state, metrics = loop.end_chunk(state, traj, obs, done, k_end, do_ppo)
+    return (state, env_state, obs, done, ep), metrics
+
+  def ppo_iter(carry, key):
+    keys = jax.random.split(key, k_chunks)
+    ep0 = {'ret': carry[4]['ret'], 'sum': jnp.asarray(0.0), 'episodes': jnp.asarray(0.0)}
+    carry = carry[:4] + (ep0,)
+    if k_chunks > 1:
+      carry, mid = jax.lax.scan(lambda c, k: chunk(c, k, False), carry, keys[:-1])
+    carry, metrics = chunk(carry, keys[-1], True)
+    if k_chunks > 1:
+      for name, v in mid.items():  # behaviour metrics: mean over the n/m updates
+        metrics[name] = (v.sum(0) + metrics[name]) / k_chunks
+    ep = carry[4]
+    metrics['train_return'] = ep['sum'] / jnp.maximum(ep['episodes'], 1.0)
+    return carry, metrics
+
+  def evaluate(state, key):
+    keys = jax.random.split(key, cfg.eval_episodes)
+    obs, env_state = jax.vmap(env.reset, (0, None))(keys, env_params)
+
+    def body(c, k):
+      obs, env_state, ret, alive = c
+      out = loop.agent.actor.apply(state['params']['actor'], loop.norm_obs(state, obs))
+      action = networks.mode(loop.agent.discrete, out)
+      obs, env_state, r, term, trunc, _ = jax.vmap(env.step, (0, 0, 0, None))(
+          jax.random.split(k, cfg.eval_episodes), env_state, action, env_params)
+      return (obs, env_state, ret + r * alive,
+              alive * (1 - (term | trunc).astype(jnp.float32))), None
+
+    init = (obs, env_state, jnp.zeros(cfg.eval_episodes), jnp.ones(cfg.eval_episodes))
+    (_, _, ret, _), _ = jax.lax.scan(body, init, jax.random.split(key, max_steps))
+    return ret.mean()
+
+  def block(carry, key):
+    k_iter, k_eval = jax.random.split(key)
+    carry, metrics = jax.lax.scan(ppo_iter, carry, jax.random.split(k_iter, cfg.eval_every))
+    return carry, (metrics, evaluate(carry[0], k_eval))
+
+  def train(key: jax.Array) -> dict:
+    k_init, k_env, k_eval, k_run = jax.random.split(key, 4)
+    obs, env_state = env.reset(k_env, env_params)
+    state = loop.init(k_init, obs)
+    ep = {'ret': jnp.asarray(0.0), 'sum': jnp.asarray(0.0), 'episodes': jnp.asarray(0.0)}
+    carry = (state, env_state, obs, jnp.asarray(1.0), ep)
+    first = evaluate(state, k_eval)
+    blocks = cfg.total_steps // (cfg.n * cfg.eval_every)
+    _, (metrics, evals) = jax.lax.scan(block, carry, jax.random.split(k_run, blocks))
+    metrics = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
+    metrics['eval_return'] = jnp.concatenate([first[None], evals])
+    return metrics
+
+  return train, loop
+
+
+# ---- gymnasium driver: host env loop, jitted updates ------------------------------------------
+def train_host(make_env: Callable[[], Any], seeds: list[int], cfg: LoopConfig,
+               hooks: Hooks = Hooks(), eval_episodes: int = 2, log: Callable = print
+               ) -> dict:
+  """One gymnasium env per seed stepped on the host; action sampling, statistics, PPO and
+  behaviour updates jitted and vmapped over seeds. Returns metrics like `make_train`
+  (arrays with a leading seed axis) plus `env_steps_per_s`."""
+  envs = [make_env() for _ in seeds]
+  eval_envs = [make_env() for _ in seeds]
+  space = envs[0].action_space
+  discrete = hasattr(space, 'n')
+  obs_dim = int(np.prod(envs[0].observation_space.shape))
+  action_dim = int(space.n) if discrete else int(np.prod(space.shape))
+  loop = Loop(make_agent(obs_dim, action_dim, discrete), cfg, hooks)
+  m, k_chunks, s = cfg.period, cfg.n // cfg.period, len(seeds)
+
+  obs = np.stack([e.reset(seed=int(sd))[0]
+                  for e, sd in zip(envs, seeds, strict=True)]).astype(np.float32)
+  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+  state = jax.jit(jax.vmap(loop.init))(jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
+                                       jnp.asarray(obs))
+
+  @jax.jit
+  def act(state, obs, key):
+    return jax.vmap(loop.act)(state, obs, jax.random.split(key, s))
+
+  @jax.jit
+  def observe(state, obs, reward, done):
+    return jax.vmap(loop.observe)(state, obs, reward, done)
+
+  end = {p: jax.jit(jax.vmap(lambda st, c, o, d, k, p=p: loop.end_chunk(st, c, o, d, k, p)))
+         for p in (False, True)}
+
+  @jax.jit
+  def greedy(state, obs):
+    out = jax.vmap(lambda st, o: loop.agent.actor.apply(st['params']['actor'],
+                                                        loop.norm_obs(st, o)))(state, obs)
+    return networks.mode(discrete, out)
+
+  def evaluate(state) -> np.ndarray:
+    rets = np.zeros(s)
+    for ep in range(eval_episodes):
+      o = np.stack([e.reset(seed=10_000 + ep)[0] for e in eval_envs]).astype(np.float32)
+      alive = np.ones(s, bool)
+      while alive.any():
+        a = np.asarray(greedy(state, jnp.asarray(o)))
+        for i, e in enumerate(eval_envs):
+          if alive[i]:
+            o[i], r, term, trunc, _ = e.step(a[i])
+            rets[i] += r
+            alive[i] = not (term or trunc)
+    return rets / eval_episodes
+
+  key = jax.random.key(seeds[0] + 12345)
+  done = np.ones(s, np.float32)
+  ep_ret, ep_sum, ep_count = np.zeros(s), np.zeros(s), np.zeros(s)
+  history, evals = [], [evaluate(state)]
+  updates = cfg.total_steps // cfg.n
+  start, env_time = time.time(), 0.0
+  for u in range(updates):
+    ep_sum[:], ep_count[:] = 0.0, 0.0
+    for c in range(k_chunks):
+      traj = {'obs': np.zeros((m, s, obs_dim), np.float32), 'rewards': np.zeros((m, s)),
+              'dones': np.zeros((m, s)),
+              'actions': np.zeros((m, s) + (() if discrete else (action_dim,)),
+                                  np.int32 if discrete else np.float32)}
+      for t in range(m):
+        key, k = jax.random.split(key)
+        a = np.asarray(act(state, jnp.asarray(obs), k))
+        traj['obs'][t], traj['actions'][t], traj['dones'][t] = obs, a, done
+        t0 = time.time()
+        for i, e in enumerate(envs):
+          o, r, term, trunc, _ = e.step(a[i])
+          d = term or trunc
+          if d:
+            o, _ = e.reset()
+          obs[i], traj['rewards'][t, i], done[i] = o, r, float(d)
+          ep_ret[i] += r
+          if d:
+            ep_sum[i] += ep_ret[i]
+            ep_count[i] += 1
+            ep_ret[i] = 0.0
+        env_time += time.time() - t0
+        state = observe(state, jnp.asarray(obs), jnp.asarray(traj['rewards'][t]),
+                        jnp.asarray(done))
+      key, k = jax.random.split(key)
+      chunk = jax.tree.map(lambda x: jnp.asarray(np.swapaxes(x, 0, 1)), traj)
+      state, metrics = end[c == k_chunks - 1](state, chunk, jnp.asarray(obs), jnp.asarray(done),
+                                              jax.random.split(k, s))
+    metrics = jax.tree.map(np.asarray, metrics)
+    metrics['train_return'] = ep_sum / np.maximum(ep_count, 1)
+    history.append(metrics)
+    if (u + 1) % cfg.eval_every == 0:
+      evals.append(evaluate(state))
+      log(f'update {u + 1}/{updates}: eval return {np.round(evals[-1], 1)}')
+  wall = time.time() - start
+  out = {k: np.stack([h[k] for h in history], 1) for k in history[0]}
+  out['eval_return'] = np.stack(evals, 1)
+  out['env_steps_per_s'] = cfg.total_steps * s / wall
+  out['env_time_fraction'] = env_time / wall
+  return out

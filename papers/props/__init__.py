@@ -1,0 +1,1 @@
+"""PROPS: Proximal Robust On-Policy Sampling (Corrado & Hanna)."""
