@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from common.quickstart import load_config
 from papers.props import experiment
-from tests.testutil import ROOT, load_config
+from tests.testutil import ROOT
 
 
 @pytest.mark.slow
