@@ -8,6 +8,7 @@ experiment builds its mesh with `parallel.mesh_from_config`, the tiny step runs 
 """
 
 import importlib
+import importlib.util
 import inspect
 
 import jax
@@ -36,6 +37,8 @@ def test_paper_config_builds_and_steps(path, tmp_path):
   assert tiny.experiment == full.experiment
   missing = _keys(full.to_dict()) ^ _keys(tiny.to_dict())
   assert not missing, f'tiny must shrink the paper config, not reshape it: {sorted(missing)}'
+  if importlib.util.find_spec(full.experiment) is None:  # a paper whose code has not landed
+    pytest.skip(f'{full.experiment} does not exist')
   module = importlib.import_module(full.experiment)
   if hasattr(module, 'validate'):
     module.validate(full, 1)
