@@ -1,0 +1,126 @@
+"""Sampling-Free RetinaNet experiment: 9 anchors per location, IoU matcher, and one of
+focal (prior 0.01), plain BCE (zero bias) or sampling-free (BCE + optimal bias + guided scaling).
+
+    python -m common.main --config=configs/sampling_free/mnist_canvas.py:smoke --workdir=/tmp/sf
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from common import config as cfglib
+from common import data, parallel, train
+from common.detection import boxes as boxlib
+from common.detection import pipeline
+from common.detection.model import DenseDetector
+from papers.atss.assigner import iou_assign
+from papers.sampling_free import loss as sfl
+from papers.sampling_free import prior as sfp
+
+ARMS = ('focal', 'bce', 'sampling_free')
+
+
+def dataset_prior(config, train_set, anchors, num_classes: int) -> float:
+  counts = (sfp.anchor_match_counts(anchors, b[m], np.ones(int(m.sum()), bool))
+            for b, m in zip(train_set['boxes'], train_set['mask'], strict=True))
+  return sfp.optimal_prior(counts, num_classes)
+
+
+def targets(anchors, batch):
+  fn = functools.partial(iou_assign, jnp.asarray(anchors))
+  out = jax.vmap(fn)(batch['boxes'], batch['labels'], batch['mask'])
+  matched = jnp.take_along_axis(batch['boxes'], jnp.maximum(out['assigned_gt'], 0)[..., None], 1)
+  reg_t = boxlib.encode(matched, jnp.broadcast_to(jnp.asarray(anchors), matched.shape))
+  return out['labels'], jnp.where((out['labels'] > 0)[..., None], reg_t, 0.0)
+
+
+def split_losses(model, anchors, num_classes, arm, params, batch):
+  cls_logits, box, _ = model.apply(params, pipeline.images_to_float(batch['image']))
+  labels, reg_t = targets(anchors, batch)
+  return sfl.retinanet_losses(cls_logits, box, reg_t, labels, num_classes,
+                              'focal' if arm == 'focal' else 'bce')
+
+
+def total_loss(arm, cls, reg):
+  if arm == 'sampling_free':
+    cls = sfl.guided_loss_scaling(cls, reg)
+  return cls + reg, {'cls_loss': cls, 'reg_loss': reg}
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  cfglib.validate_train(config, num_devices)
+  cfglib.check_choice(config, 'arm', ARMS)
+
+
+def setup(config):
+  tr, val, coco, num_classes = pipeline.load_data(config)
+  anchors, nums = pipeline.anchors_from_config(config)
+  if config.arm == 'sampling_free':
+    prior = dataset_prior(config, tr, anchors, num_classes)
+    bias = sfp.bias_from_prior(prior)
+  else:
+    prior, bias = (0.01, sfp.bias_from_prior(0.01)) if config.arm == 'focal' else (0.5, 0.0)
+  det = config.detector
+  model = DenseDetector(num_classes=num_classes,
+                        num_anchors=len(det.aspect_ratios) * len(det.scales),
+                        backbone_features=tuple(det.backbone_features),
+                        fpn_features=det.fpn_features, num_levels=len(det.strides),
+                        num_convs=det.num_convs, prior_bias=bias, centerness=False,
+                        first_stride=det.strides[0])
+  return tr, val, coco, num_classes, anchors, nums, prior, model
+
+
+def grad_norm_ratio(model, anchors, num_classes, arm, params, batch) -> float:
+  """|d L_cls / d theta| / |d L_reg / d theta| (L_cls after guided scaling when used)."""
+  def parts(p):
+    cls, reg = split_losses(model, anchors, num_classes, arm, p, batch)
+    return total_loss(arm, cls, reg)[1]
+  gc = jax.grad(lambda p: parts(p)['cls_loss'])(params)
+  gr = jax.grad(lambda p: parts(p)['reg_loss'])(params)
+  return float(optax.global_norm(gc) / optax.global_norm(gr))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
+  mesh = parallel.mesh_from_config(config)
+  validate(config, mesh.size)
+  tr, val, coco, num_classes, anchors, nums, prior, model = setup(config)
+  with config.unlocked():
+    config.prior = prior  # recorded in the run's config
+  params = model.init(jax.random.key(config.seed), jnp.zeros((1,) + tr['image'].shape[1:]))
+  first = data.take(tr, np.arange(config.train.batch_size))
+  ratio0 = grad_norm_ratio(model, anchors, num_classes, config.arm, params, first)
+
+  def loss_fn(params, batch, rng):
+    del rng
+    cls, reg = split_losses(model, anchors, num_classes, config.arm, params, batch)
+    return total_loss(config.arm, cls, reg)
+
+  order = data.batch_indices(len(tr['image']), config.train.batch_size, config.seed)
+  result = train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
+                     train_batch=lambda step: data.take(tr, order[step]))
+  params = jax.device_get(result.state.params)
+  thr = (sfp.adaptive_threshold(prior, num_classes) if config.arm == 'sampling_free'
+         else config.post.score_threshold)
+  metrics = {'prior': prior, 'threshold': thr, 'grad_ratio_step0': ratio0,
+             'grad_ratio_final': grad_norm_ratio(model, anchors, num_classes, config.arm,
+                                                 params, first)}
+  thresholds = {'': thr}
+  if config.arm == 'sampling_free':
+    thresholds['_thr005'] = 0.05  # eval-only ablation of the same weights
+  for suffix, t in thresholds.items():
+    predict = pipeline.make_predict(model, anchors, nums, config.data.canvas, config.post, t)
+    m = pipeline.coco_eval(predict, params, val, coco, config.eval_batch_size,
+                           tuple(config.eval_area_ranges))
+    metrics.update({k + suffix: v for k, v in m.items()})
+  result.eval_metrics = metrics
+  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+    json.dump(metrics, f, indent=1)
+  return result
