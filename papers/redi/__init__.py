@@ -1,0 +1,1 @@
+"""REDI: reinforcement distillation from positive and negative teacher traces (Xu et al. 2025)."""
