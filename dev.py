@@ -4,7 +4,8 @@
     python3 dev.py reproduce [PAPER] [--quick]   # default: the quickstart experiment
     python3 dev.py test [PYTEST ARGS]            # the whole suite (what CI runs)
 
-Needs only Python 3.11 and pip. Reinstalls when pyproject.toml changes.
+Needs only Python 3.11 and pip. Reinstalls when pyproject.toml changes. Set
+PAPERS_EXTRAS (default "test") to install more extras, e.g. "test,hf" as CI does.
 """
 
 import os
@@ -30,14 +31,15 @@ def _python311() -> str:
 
 def ensure_env() -> None:
   """Creates the venv and installs the project (editable, with test extras) when stale."""
-  pyproject = (ROOT / 'pyproject.toml').read_text()
+  extras = os.environ.get('PAPERS_EXTRAS', 'test')
+  pyproject = (ROOT / 'pyproject.toml').read_text() + f'\n# extras: {extras}\n'
   if STAMP.exists() and STAMP.read_text() == pyproject:
     return
   if not PY.exists():
     print('setting up .venv (first use, about a minute) ...', flush=True)
     subprocess.run([_python311(), '-m', 'venv', str(VENV)], check=True)
   subprocess.run([str(PY), '-m', 'pip', 'install', '-q', '--upgrade', 'pip'], check=True)
-  subprocess.run([str(PY), '-m', 'pip', 'install', '-q', '-e', f'{ROOT}[test]'], check=True)
+  subprocess.run([str(PY), '-m', 'pip', 'install', '-q', '-e', f'{ROOT}[{extras}]'], check=True)
   STAMP.write_text(pyproject)
 
 
