@@ -38,7 +38,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train, _ = P.make_train(env, env_params, config.arm, base, cfg, b=config.b)
   keys = jnp.stack([jax.random.key(config.seed + i) for i in range(config.num_seeds)])
   start = time.time()
-  metrics = jax.tree.map(np.asarray, jax.block_until_ready(jax.jit(jax.vmap(train))(keys)))
+  fn = jax.jit(train)  # seeds in sequence: the vmapped loop can hang in XLA CPU (README)
+  runs = [jax.block_until_ready(fn(k)) for k in keys]
+  metrics = jax.tree.map(lambda *x: np.stack([np.asarray(v) for v in x]), *runs)
   seconds = time.time() - start
   summary = {'arm': config.arm, 'env': config.env,
              'eval_return': metrics['eval_return'].mean(0).tolist(),
