@@ -48,7 +48,7 @@ def settings(quick: bool) -> tuple[ml_collections.ConfigDict, list[int], list[fl
     return c, [0, 1], [1e-4, 1e-3]
   # Cut to fit the deadline on a shared, loaded machine: one stage-2 rate, short runs.
   c.data.update(num_valid=64, num_test=160)
-  c.sft.update(steps=600)
+  c.sft.update(steps=1000)
   c.stage2.update(steps=60)
   c.stage2.optim.update(warmup_steps=6)
   c.eval.update(every=30)
