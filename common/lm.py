@@ -7,6 +7,7 @@ and the token cross-entropy.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -92,25 +93,23 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
                              f'config.model.num_heads={config.model.num_heads}: change either')
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
-  """Trains a character LM; the eval metric is validation bits per character."""
-  mesh = parallel.mesh_from_config(config)
-  validate(config, mesh.size)
-  corpus = load_corpus(config.data.data_dir)
+def fit_char_lm(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh,
+                corpus: CharCorpus, params, logits_fn: Callable,
+                loss_fn: Callable | None = None) -> train.FitResult:
+  """Trains `logits_fn(params, tokens) -> logits` on windows of the corpus with `train.fit`;
+  the loss defaults to next-token cross-entropy, eval is validation bits per character."""
   seq_len, batch_size = config.data.seq_len, config.train.batch_size
   train_windows = windows(corpus.train, seq_len)
   valid_windows = windows(corpus.valid, seq_len)
-  model = Transformer(vocab_size=corpus.vocab_size, causal=True, **config.model)
-  params = model.init(jax.random.key(config.seed), train_windows[:1, :-1])
 
-  def loss_fn(params, batch, rng):
+  def default_loss(params, batch, rng):
     del rng
-    logits = model.apply(params, batch['tokens'][:, :-1])
-    return token_cross_entropy(logits, batch['tokens'][:, 1:]), {}
+    return token_cross_entropy(logits_fn(params, batch['tokens'][:, :-1]),
+                               batch['tokens'][:, 1:]), {}
 
   def eval_fn(params, batch):
-    logits = model.apply(params, batch['tokens'][:, :-1])
-    nats = token_cross_entropy(logits, batch['tokens'][:, 1:])
+    nats = token_cross_entropy(logits_fn(params, batch['tokens'][:, :-1]),
+                               batch['tokens'][:, 1:])
     return {'loss': nats, 'bits_per_char': nats / jnp.log(2.0)}
 
   order = data.batch_indices(len(train_windows), batch_size, config.seed)
@@ -121,6 +120,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     for start in range(0, eval_rows, batch_size):
       yield data.take({'tokens': valid_windows}, np.arange(start, start + batch_size))
 
-  return train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
+  return train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn or default_loss,
                    train_batch=lambda step: data.take({'tokens': train_windows}, order[step]),
                    eval_fn=eval_fn, eval_batches=eval_batches)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
+  """Trains a character LM; the eval metric is validation bits per character."""
+  mesh = parallel.mesh_from_config(config)
+  validate(config, mesh.size)
+  corpus = load_corpus(config.data.data_dir)
+  model = Transformer(vocab_size=corpus.vocab_size, causal=True, **config.model)
+  params = model.init(jax.random.key(config.seed), np.zeros((1, config.data.seq_len), np.int32))
+  return fit_char_lm(config, workdir, mesh, corpus, params, model.apply)

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from common import config as cfglib
-from common import data, lm, parallel, train
+from common import lm, parallel, train
 from papers.parscale.model import ParScaleLM
 
 
@@ -41,11 +41,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
   corpus = lm.load_corpus(config.data.data_dir)
-  seq_len, batch_size = config.data.seq_len, config.train.batch_size
-  train_windows = lm.windows(corpus.train, seq_len)
-  valid_windows = lm.windows(corpus.valid, seq_len)
   model = make_model(config, corpus.vocab_size)
-  params = model.init(jax.random.key(config.seed), train_windows[:1, :-1])
+  params = model.init(jax.random.key(config.seed),
+                      np.zeros((1, config.data.seq_len), np.int32))
 
   def loss_fn(params, batch, rng):
     del rng
@@ -53,22 +51,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     return lm.token_cross_entropy(logits, batch['tokens'][:, 1:]), {
         'max_stream_weight': weights.max(-1).mean()}
 
-  def eval_fn(params, batch):
-    nats = lm.token_cross_entropy(model.apply(params, batch['tokens'][:, :-1]),
-                                  batch['tokens'][:, 1:])
-    return {'loss': nats, 'bits_per_char': nats / jnp.log(2.0)}
-
-  order = data.batch_indices(len(train_windows), batch_size, config.seed)
-  eval_rows = min(config.train.eval_batches * batch_size,
-                  len(valid_windows) // batch_size * batch_size)
-
-  def eval_batches():
-    for start in range(0, eval_rows, batch_size):
-      yield data.take({'tokens': valid_windows}, np.arange(start, start + batch_size))
-
-  return train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
-                   train_batch=lambda step: data.take({'tokens': train_windows}, order[step]),
-                   eval_fn=eval_fn, eval_batches=eval_batches)
+  return lm.fit_char_lm(config, workdir, mesh, corpus, params, model.apply, loss_fn)
 
 
 # --- fast trainer for the sweeps: whole run = one jit of a lax.scan, vmapped over seeds -------
