@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up `.venv` on first use, then run a reproduction or the test suite.
 
-    python3 dev.py reproduce [PAPER] [--quick]   # default: the quickstart experiment
+    python3 dev.py reproduce [PAPER] [--quick]   # default: props (no data needed, ~3 min)
+    python3 dev.py reproduce quickstart          # the tiny character LM of the foundation
     python3 dev.py test [PYTEST ARGS]            # the whole suite (what CI runs)
 
 Needs only Python 3.11 and pip. Reinstalls when pyproject.toml changes. Set
@@ -18,6 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parent
 VENV = ROOT / '.venv'
 PY = VENV / 'bin' / 'python'
 STAMP = VENV / '.installed-pyproject'
+DEFAULT_PAPER = 'props'  # needs no dataset: gymnax CartPole and a bandit
 
 
 def _python311() -> str:
@@ -58,9 +60,15 @@ def main(argv: list[str]) -> int:
       print('error: pytest collected no tests', file=sys.stderr)
     return code
   rest = argv[1:]
-  paper = rest.pop(0) if rest and not rest[0].startswith('-') else 'quickstart'
+  paper = rest.pop(0) if rest and not rest[0].startswith('-') else DEFAULT_PAPER
   module = 'common.quickstart' if paper == 'quickstart' else f'papers.{paper}.reproduce'
-  return subprocess.run([str(PY), '-m', module, *rest], cwd=ROOT, env=env).returncode
+  code = subprocess.run([str(PY), '-m', module, *rest], cwd=ROOT, env=env).returncode
+  if code == 0 and paper != 'quickstart' and '--quick' not in rest:  # its results table
+    show = ('import json, sys; from common import report; '
+            'print(report.paper_section(json.load(open(sys.argv[1]))))')
+    subprocess.run([str(PY), '-c', show, str(ROOT / 'papers' / paper / 'results.json')],
+                   cwd=ROOT, env=env)
+  return code
 
 
 if __name__ == '__main__':
