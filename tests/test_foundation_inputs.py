@@ -128,3 +128,10 @@ def test_workdir_of_another_model_is_refused_unless_forced(tmp_path):
   forced = run_main(SMOKE, f'--workdir={tmp_path}', '--config.train.steps=4',
                     '--config.train.log_every=1', '--force_resume', timeout=120)
   assert forced.returncode == 0, forced.stderr[-2000:]  # same shapes: resumes from step 2
+
+
+@pytest.mark.parametrize('text', ['{"images": [', '{"annotations": []}', '[1, 2]'])
+def test_invalid_coco_json(tmp_path, text):
+  (tmp_path / 'instances.json').write_text(text)
+  with pytest.raises(data.DataError, match='instances.json'):
+    data.CocoDetection(tmp_path / 'instances.json', tmp_path)
