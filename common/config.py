@@ -87,3 +87,13 @@ def validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None:
   check_nonneg_int(config, 'optim.warmup_steps')
   check_range(config, 'optim.weight_decay', 0.0, 1.0)
   check_range(config, 'optim.grad_clip', 0.0, 1e9)
+
+
+def config_args(arg: str, allowed: tuple[str, ...]) -> list[str]:
+  """Splits a config file's `:a,b,c` argument, rejecting tokens not in `allowed`."""
+  tokens = [t for t in arg.split(',') if t]
+  unknown = [t for t in tokens if t not in allowed]
+  if unknown:
+    raise ValueError(f'unknown config argument(s) {unknown}: use a comma-separated subset of '
+                     f'{allowed}')
+  return tokens

@@ -15,16 +15,14 @@ accuracy after 30 rounds (1,500 steps, ~25 s on 2 CPU cores); a static 10% subse
 
 import ml_collections
 
+from common.config import config_args
+
 MODES = ('rs2', 'rs2_replacement', 'static', 'full')
 TOKENS = MODES + ('r2', 'r10', 'smoke')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  tokens = [t for t in arg.split(',') if t]
-  unknown = [t for t in tokens if t not in TOKENS]
-  if unknown:
-    raise ValueError(f'unknown config argument(s) {unknown}: use a comma-separated subset of '
-                     f'{TOKENS}')
+  tokens = config_args(arg, TOKENS)
   mode = next((t for t in tokens if t in MODES), 'rs2')
   c = ml_collections.ConfigDict()
   c.experiment = 'papers.rs2.experiment'

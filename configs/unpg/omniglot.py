@@ -16,15 +16,13 @@ after 150 steps (~30 s on 2 CPU cores); UNPG's effect on TAR@FAR is measured by
 
 import ml_collections
 
+from common.config import config_args
+
 TOKENS = ('arcface', 'cosface', 'unpg', 'nofilter', 'smoke')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  tokens = [t for t in arg.split(',') if t]
-  unknown = [t for t in tokens if t not in TOKENS]
-  if unknown:
-    raise ValueError(f'unknown config argument(s) {unknown}: use a comma-separated subset of '
-                     f'{TOKENS}')
+  tokens = config_args(arg, TOKENS)
   c = ml_collections.ConfigDict()
   c.experiment = 'papers.unpg.omniglot'
   c.seed = 0
