@@ -101,12 +101,8 @@ def read_texts(paths: PathLike | Sequence[PathLike], field: str = 'text') -> lis
   return [t for t in column.to_pylist() if t is not None]
 
 
-def pack_documents(documents: Sequence[Sequence[int]], seq_len: int, eos_id: int) -> np.ndarray:
-  """Token lists joined with `eos_id` after each, cut into windows [N, seq_len + 1] int32.
-
-  Window i holds tokens [i * seq_len, (i + 1) * seq_len]: inputs plus next-token targets, the
-  layout of `common.lm.windows`. The tail that does not fill a window is dropped.
-  """
+def join_documents(documents: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
+  """Token lists joined into one int32 stream with `eos_id` after each document."""
   lengths = [len(d) + 1 for d in documents]
   stream = np.empty(sum(lengths), np.int32)
   pos = 0
@@ -114,6 +110,16 @@ def pack_documents(documents: Sequence[Sequence[int]], seq_len: int, eos_id: int
     stream[pos:pos + n - 1] = doc
     stream[pos + n - 1] = eos_id
     pos += n
+  return stream
+
+
+def pack_documents(documents: Sequence[Sequence[int]], seq_len: int, eos_id: int) -> np.ndarray:
+  """Token lists joined with `eos_id` after each, cut into windows [N, seq_len + 1] int32.
+
+  Window i holds tokens [i * seq_len, (i + 1) * seq_len]: inputs plus next-token targets, the
+  layout of `common.lm.windows`. The tail that does not fill a window is dropped.
+  """
+  stream = join_documents(documents, eos_id)
   count = (len(stream) - 1) // seq_len
   if count == 0:
     raise DataError(f'{len(stream)} tokens are fewer than one window of seq_len={seq_len} + 1: '
@@ -257,6 +263,29 @@ class CocoDetection:
             'crowd': record['crowd'], 'image_id': record['image_id']}
 
 
+EOS_TOKENS = ('<|endoftext|>', '</s>', '<eos>')
+
+
+def eos_id(tokenizer, eos_token: str | None = None) -> int:
+  """The id of `eos_token`, or of the first of '<|endoftext|>', '</s>', '<eos>' the tokenizer
+  knows."""
+  candidates = [eos_token] if eos_token else list(EOS_TOKENS)
+  ids = [tokenizer.token_to_id(t) for t in candidates]
+  found = next((i for i in ids if i is not None), None)
+  if found is None:
+    raise DataError(f'the tokenizer has no end-of-text token among {candidates}: pass eos_token')
+  return found
+
+
+def token_stream(paths: PathLike | Sequence[PathLike], tokenizer, field: str = 'text',
+                 eos_token: str | None = None) -> np.ndarray:
+  """Text files -> every document tokenized (no special tokens) and joined with EOS, int32."""
+  eos = eos_id(tokenizer, eos_token)
+  texts = read_texts(paths, field)
+  documents = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+  return join_documents(documents, eos)
+
+
 def token_windows(paths: PathLike | Sequence[PathLike], tokenizer, seq_len: int,
                   field: str = 'text', eos_token: str | None = None) -> np.ndarray:
   """Text files -> tokenized, EOS-joined windows [N, seq_len + 1] (a paper-scale LM corpus).
@@ -264,11 +293,7 @@ def token_windows(paths: PathLike | Sequence[PathLike], tokenizer, seq_len: int,
   `tokenizer` is a `tokenizers.Tokenizer` (e.g. `common.hf.load_tokenizer(dir)`); `eos_token`
   names the separator (default: the first of '<|endoftext|>', '</s>', '<eos>' it knows).
   """
-  candidates = [eos_token] if eos_token else ['<|endoftext|>', '</s>', '<eos>']
-  ids = [tokenizer.token_to_id(t) for t in candidates]
-  eos = next((i for i in ids if i is not None), None)
-  if eos is None:
-    raise DataError(f'the tokenizer has no end-of-text token among {candidates}: pass eos_token')
+  eos = eos_id(tokenizer, eos_token)
   texts = read_texts(paths, field)
   documents = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
   return pack_documents(documents, seq_len, eos)
