@@ -1,8 +1,11 @@
 """EDLM at paper scale: the MDLM denoiser (DiT-small size) on 1024-token sequences, then EDLM.
 
-    python -m common.main --config=configs/edlm/paper_owt.py --workdir=/ckpt/edlm_mdlm
-    python -m common.main --config=configs/edlm/paper_owt.py:ar --workdir=/ckpt/edlm_ar
-    python -m common.main --config=configs/edlm/paper_owt.py:nce --workdir=/ckpt/edlm_nce
+    python -m common.main --config=configs/edlm/paper_owt.py --workdir=/ckpt/edlm_mdlm \
+        --config.data.text_files='/data/openwebtext/*.parquet' --config.data.tokenizer=/ckpt/gpt2
+    python -m common.main --config=configs/edlm/paper_owt.py:ar --workdir=/ckpt/edlm_ar \
+        --config.data.text_files='/data/openwebtext/*.parquet' --config.data.tokenizer=/ckpt/gpt2
+    python -m common.main --config=configs/edlm/paper_owt.py:nce --workdir=/ckpt/edlm_nce \
+        --config.data.text_files='/data/openwebtext/*.parquet' --config.data.tokenizer=/ckpt/gpt2
     python -m common.main --config=configs/edlm/paper_owt.py:tiny --workdir=/tmp/edlm_tiny
 
 The paper's setting (Xu et al., ICLR 2025, on MDLM's OpenWebText recipe; official config
@@ -21,12 +24,16 @@ DiT with adaLN; no dropout and no EMA (the shared trainer has neither); `nce.ste
 choice (the official config does not fix it). Memory: parameters and Adam moments sharded over
 `mesh.fsdp` devices, the loss on bf16 copies of fp32 master weights (`train.compute_dtype`; the
 activations stay fp32 because the experiment passes no compute dtype to its models), 8-way
-gradient accumulation (64 sequences of 1024 tokens per micro-batch). Data: the experiment
-(`papers/edlm/experiment.py`) reads the character corpus of the data directory, so this config
-trains on characters, not OpenWebText BPE tokens: an OpenWebText run needs the experiment to read
-token files, for which `common.data.read_texts`, `common.hf.load_tokenizer` and
-`common.data.pack_documents` are ready. `:tiny` keeps every setting but shrinks sizes to one step
-on a CPU (`tests/test_paper_configs.py`).
+gradient accumulation (64 sequences of 1024 tokens per micro-batch). Data: with
+`data.text_files` (comma-separated jsonl/parquet/arrow files, directories or globs, column
+`data.text_field`) and `data.tokenizer` (GPT-2's tokenizer.json or its directory), the experiment
+(`papers/edlm/experiment.py`, through `common.lm.load_lm_corpus`) tokenizes every document,
+appends EOS (`data.eos_token`, default '<|endoftext|>'), joins them into one stream and cuts
+1024-token sequences; the last 10% of the stream is the validation set (ours, not the paper's
+split). Tokenization runs at start-up in one process, with no cache. Without these settings the
+experiment trains on the character corpus of the data directory. `:tiny` keeps every setting but
+shrinks sizes to one step on a CPU (`tests/test_paper_configs.py`; on tiny jsonl/parquet files
+and a trained tokenizer in `tests/test_paper_text_data.py`).
 """
 
 import ml_collections
@@ -45,7 +52,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.seed = 1
   c.num_devices = -1
   c.mesh = dict(fsdp=8, fsdp_min_size=2 ** 14)
-  c.data = dict(data_dir='', seq_len=1024)
+  c.data = dict(data_dir='', seq_len=1024, text_files='', text_field='text', tokenizer='',
+               eos_token='')
   c.model = dict(num_layers=12, d_model=768, num_heads=12, num_kv_heads=12, mlp_dim=3072)
   c.diffusion = dict(eps=1e-3, sampling_eps=1e-3)
   c.nce = dict(steps=100_000, lr=3e-4, warmup_steps=2500)

@@ -5,6 +5,11 @@
   'ar':   a causal LM of the same shape (the EDLM-AR energy, or the larger judge);
   'nce':  the energy network, initialised from a denoiser trained first in workdir/denoiser
           (eval: validation NCE loss and accuracy).
+
+Data (`common.lm.load_lm_corpus`): the character corpus of the data directory, or with
+`data.text_files` + `data.tokenizer` those documents tokenized and EOS-joined (e.g. OpenWebText
+with the GPT-2 tokenizer); the mask id is the vocabulary size either way. Metrics are per
+character or per token accordingly.
 """
 
 from __future__ import annotations
@@ -74,9 +79,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if config.model.d_model % config.model.num_heads:
     raise cfglib.ConfigError(f'config.model.d_model={config.model.d_model} is not divisible by '
                              f'config.model.num_heads={config.model.num_heads}: change either')
+  lm.check_text_data(config)
 
 
-def _batches(config, corpus: lm.CharCorpus):
+def _batches(config, corpus: lm.Corpus):
   seq_len, batch_size = config.data.seq_len, config.train.batch_size
   train_windows = lm.windows(corpus.train, seq_len)
   valid_windows = lm.windows(corpus.valid, seq_len)
@@ -101,12 +107,14 @@ def _eval_key(batch) -> jax.Array:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       corpus: lm.CharCorpus | None = None) -> train.FitResult:
-  """Trains `config.model_kind` on Tiny Shakespeare. Diffusion and energy models see sequences
-  of L = data.seq_len characters; the AR models predict characters 1..L of windows of L + 1."""
+                       corpus: lm.Corpus | None = None) -> train.FitResult:
+  """Trains `config.model_kind` on the corpus (Tiny Shakespeare or token files). Diffusion and
+  energy models see sequences of L = data.seq_len characters (tokens); the AR models predict
+  symbols 1..L of windows of L + 1."""
   mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
-  corpus = corpus or lm.load_corpus(config.data.data_dir)
+  corpus = corpus or lm.load_lm_corpus(config.data)
+  unit = 'char' if isinstance(corpus, lm.CharCorpus) else 'token'
   vocab, mask_id = corpus.vocab_size, corpus.vocab_size
   eps, sampling_eps = config.diffusion.eps, config.diffusion.sampling_eps
   train_windows, train_batch, eval_batches = _batches(config, corpus)
@@ -125,7 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     def eval_fn(params, batch):
       logits = model.apply(params, batch['tokens'][:, :-1])
       nats = lm.token_cross_entropy(logits, batch['tokens'][:, 1:])
-      return {'loss': nats, 'bits_per_char': nats / jnp.log(2.0)}
+      return {'loss': nats, f'bits_per_{unit}': nats / jnp.log(2.0)}
 
   elif config.model_kind == 'mdlm':
     model = denoiser_model(config, vocab)
@@ -138,7 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     def eval_fn(params, batch):
       nats = mdlm_loss(model, params, batch['tokens'][:, :-1], _eval_key(batch), mask_id, eps,
                        sampling_eps)
-      return {'loss': nats, 'nelbo_bits_per_char': nats / jnp.log(2.0)}
+      return {'loss': nats, f'nelbo_bits_per_{unit}': nats / jnp.log(2.0)}
 
   else:  # nce: the denoiser first (train/optim settings, workdir/denoiser), then the energy
     return fit_nce(config, workdir, corpus)[1]
@@ -154,12 +162,12 @@ def init_energy_from_denoiser(energy_params, denoiser_params):
   return {'params': inner}
 
 
-def fit_nce(config: ml_collections.ConfigDict, workdir: str, corpus: lm.CharCorpus | None = None
+def fit_nce(config: ml_collections.ConfigDict, workdir: str, corpus: lm.Corpus | None = None
             ) -> tuple[train.FitResult, train.FitResult]:
   """Trains (or resumes) the MDLM denoiser in workdir/denoiser with `config.train`/`optim`,
   then the energy network in workdir/energy with `config.nce` (steps, lr, warmup_steps),
   its backbone initialised from the denoiser, which stays frozen. Returns both results."""
-  corpus = corpus or lm.load_corpus(config.data.data_dir)
+  corpus = corpus or lm.load_lm_corpus(config.data)
   den_config = ml_collections.ConfigDict(config.to_dict())
   den_config.model_kind = 'mdlm'
   den = train_and_evaluate(den_config, os.path.join(workdir, 'denoiser'), corpus)
