@@ -1,8 +1,12 @@
 """ParScale at paper scale: a 36-layer Qwen2.5-style LM (the 1.6B point) with P = 8 streams.
 
-    python -m common.main --config=configs/parscale/paper_pile.py --workdir=/ckpt/parscale_p8
-    python -m common.main --config=configs/parscale/paper_pile.py:p1 --workdir=/ckpt/parscale_p1
-    python -m common.main --config=configs/parscale/paper_pile.py:p2 --workdir=/ckpt/parscale_p2
+    python -m common.main --config=configs/parscale/paper_pile.py --workdir=/ckpt/parscale_p8 \
+        --config.data.text_files='/data/pile/*.jsonl' --config.data.tokenizer=/ckpt/qwen2.5
+    python -m common.main --config=configs/parscale/paper_pile.py:p1 --workdir=/ckpt/parscale_p1 \
+        --config.data.text_files='/data/pile/*.jsonl' --config.data.tokenizer=/ckpt/qwen2.5
+    python -m common.main --config=configs/parscale/paper_pile.py:p8 --workdir=/ckpt/recycled_p8 \
+        --config.data.text_files='/data/pile/*.jsonl' --config.data.tokenizer=/ckpt/qwen2.5 \
+        --config.model.init_checkpoint=/ckpt/p1_hf --config.train.steps=STEPS
     python -m common.main --config=configs/parscale/paper_pile.py:tiny --workdir=/tmp/ps_tiny
 
 The paper's setting (Chen et al. 2025, "Parallel Scaling Law for Language Models"; official
@@ -22,13 +26,22 @@ optimiser settings (AdamW 3e-4, betas 0.9/0.95, weight decay 0.1, 2000 warmup st
 10%) and RoPE theta 1e6 (Qwen2.5's) are our choices where we did not find the paper's.
 Memory: parameters and Adam moments sharded over `mesh.fsdp` devices, bf16 activations
 (`model.dtype`) on fp32 master weights, each block rematerialised (`model.remat`), 16-way
-gradient accumulation (64 x 2048 tokens per micro-batch). Data: the experiment
-(`papers/parscale/experiment.py`) reads the character corpus of the data directory, so this
-config trains on characters, not Pile BPE tokens (`common.data.token_windows` with
-`common.hf.load_tokenizer` produce Pile-style windows once the experiment reads them). The
-recycling stage starts from a P = 1 checkpoint: `common.hf.load_qwen2` reads one as the
-backbone's parameters. `:tiny` keeps every setting but shrinks sizes to one step on a CPU
-(`tests/test_paper_configs.py`).
+gradient accumulation (64 x 2048 tokens per micro-batch). Data: with `data.text_files`
+(comma-separated jsonl/parquet/arrow files, directories or globs, column `data.text_field`) and
+`data.tokenizer` (a tokenizer.json or its directory), the experiment
+(`papers/parscale/experiment.py`, through `common.lm.load_lm_corpus`) tokenizes every document,
+appends EOS (`data.eos_token`, default '<|endoftext|>'), joins them into one stream and cuts
+2048-token sequences; the last 10% of the stream is the validation set (ours). Tokenization runs
+at start-up in one process, with no cache. Without these settings it trains on the character
+corpus of the data directory. Recycling (the third command): `model.init_checkpoint` names a
+Hugging Face Qwen2 directory (config.json + model.safetensors: a Qwen2-family model, or a P = 1
+backbone written with `common.hf.save_qwen2`); the backbone starts from its parameters
+(`common.hf.load_qwen2`), the P streams' prefixes and aggregator start fresh, and a checkpoint
+whose architecture differs from `config.model` is refused with one line naming the setting.
+The stage's token budget (2% of the first stage's) is `train.steps`, set on the command line.
+`:tiny` keeps every setting but shrinks sizes to one step on a CPU
+(`tests/test_paper_configs.py`; on tiny jsonl/parquet files, a trained tokenizer and a random
+Qwen2 checkpoint in `tests/test_paper_text_data.py`).
 """
 
 import ml_collections
@@ -48,10 +61,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.seed = 0
   c.num_devices = -1
   c.mesh = dict(fsdp=8, fsdp_min_size=2 ** 16)
-  c.data = dict(data_dir='', seq_len=SEQ_LEN)
+  c.data = dict(data_dir='', seq_len=SEQ_LEN, text_files='', text_field='text', tokenizer='',
+               eos_token='')
   c.model = dict(num_layers=36, d_model=1536, num_heads=12, num_kv_heads=2, mlp_dim=8960,
                  rope_theta=1e6, norm_eps=1e-6, tie_embeddings=True, dtype='bfloat16',
-                 remat=True)
+                 remat=True, init_checkpoint='')
   c.parscale = dict(num_streams=streams[0] if streams else 8, num_prefix=48, eps=0.1,
                     prefix_init=0.02)
   c.train = dict(steps=round(TOKENS / (BATCH * SEQ_LEN)), batch_size=BATCH, log_every=50,

@@ -1,7 +1,12 @@
-"""ParScale character-LM experiments: the P-stream model on the shared trainer, and a fast
-seed-vmapped trainer (one jitted `lax.scan` per run group) used by the reproduction.
+"""ParScale LM experiments: the P-stream model on the shared trainer, and a fast seed-vmapped
+trainer (one jitted `lax.scan` per run group) used by the reproduction.
 
     python -m common.main --config=configs/parscale/char_lm.py:smoke --workdir=/tmp/parscale
+
+Data: the character corpus, or token files (`data.text_files` + `data.tokenizer`, see
+`common.lm`). `model.init_checkpoint` (a Hugging Face Qwen2 directory, e.g. a P = 1 model) is
+the two-stage recycling of the paper: the backbone starts from the checkpoint's parameters,
+the P streams' prefixes and the aggregator start fresh.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ def make_model(config: ml_collections.ConfigDict, vocab_size: int,
   return ParScaleLM(vocab_size=vocab_size,
                     num_streams=ps.num_streams if num_streams is None else num_streams,
                     num_prefix=ps.num_prefix, eps=ps.eps, prefix_init=ps.prefix_init,
-                    model=dict(config.model))
+                    model=lm.model_kwargs(config))
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -34,16 +39,26 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   cfglib.check_positive_int(config, 'parscale.num_streams', 'parscale.num_prefix')
   if not 0.0 <= config.parscale.eps < 1.0:
     raise cfglib.ConfigError(f'config.parscale.eps={config.parscale.eps} must be in [0, 1)')
+  if lm.check_init_checkpoint(config) and not lm.text_file_paths(config.data):
+    raise cfglib.ConfigError('config.model.init_checkpoint needs token data: pass '
+                             '--config.data.text_files=... and --config.data.tokenizer=... (the '
+                             "checkpoint's tokenizer.json)")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
-  """Trains a P-stream character LM; the eval metric is validation bits per character."""
+  """Trains a P-stream LM; the eval metric is validation bits per character (token). With
+  `model.init_checkpoint` the backbone starts from that checkpoint (recycling)."""
   mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
-  corpus = lm.load_corpus(config.data.data_dir)
-  model = make_model(config, corpus.vocab_size)
+  corpus = lm.load_lm_corpus(config.data)
+  vocab_size, backbone = corpus.vocab_size, None
+  if config.model.get(lm.INIT_CHECKPOINT):
+    vocab_size, backbone = lm.load_init_checkpoint(config, corpus.vocab_size)
+  model = make_model(config, vocab_size)
   params = model.init(jax.random.key(config.seed),
                       np.zeros((1, config.data.seq_len), np.int32))
+  if backbone is not None:
+    params = {'params': {**params['params'], 'backbone': backbone['params']}}
 
   def loss_fn(params, batch, rng):
     del rng
