@@ -1,7 +1,13 @@
 """REDI at paper scale: a Qwen2.5-Math-1.5B-sized model, SFT (lr 5e-5) then REDI (alpha 0.8, 1e-6).
 
-    python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py --workdir=/ckpt/redi
-    python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py:dpo --workdir=/ckpt/dpo
+    python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py --workdir=/ckpt/redi \
+        --config.data.traces_jsonl=/data/openr1_math_traces.jsonl \
+        --config.data.tokenizer=/ckpt/Qwen2.5-Math-1.5B \
+        --config.model.init_checkpoint=/ckpt/Qwen2.5-Math-1.5B
+    python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py:dpo --workdir=/ckpt/dpo \
+        --config.data.traces_jsonl=/data/openr1_math_traces.jsonl \
+        --config.data.tokenizer=/ckpt/Qwen2.5-Math-1.5B \
+        --config.model.init_checkpoint=/ckpt/Qwen2.5-Math-1.5B
     python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py:tiny --workdir=/tmp/redi_t
 
 The paper's setting (Xu et al. 2025, "Harnessing Negative Signals: Reinforcement Distillation
@@ -18,14 +24,24 @@ Hardware: 8 GPUs (the recipes' global batch 32 = 1 per device x 4 accumulation x
 
 Here: model size, stage learning rates, schedules, alpha, batch sizes and step counts (one
 pass over 53k pairs, three over 78k traces) are the paper's; `eval.num_samples` is our choice.
-The experiment (`papers/redi/experiment.py`) trains on its own verifiable arithmetic task
-(36-character sequences; `data.num_train` problems sized like the paper's SFT set), not on
-OpenR1-Math, and from a fresh initialisation: starting from the released Qwen2.5-Math-1.5B
-needs the experiment to take `common.hf.load_qwen2` parameters and a tokenizer
-(`common.hf.load_tokenizer`). Memory: bf16 activations (`model.dtype`) and rematerialised blocks
-(`model.remat`); the experiment's own loop replicates parameters, so `mesh.fsdp` stays 1 (the
-FSDP path is in `common.train.fit`). `:tiny` keeps every setting but shrinks sizes to one step
-on a CPU (`tests/test_paper_configs.py`).
+Data and start (`papers/redi/experiment.py`, `papers/redi/traces.py`): with
+`data.traces_jsonl` (one JSON object per line: "prompt", "chosen" = a correct trace, optional
+"rejected" = an incorrect one) and `data.tokenizer`, every row's prompt + chosen + EOS
+(`data.eos_token`, default '<|endoftext|>') is an SFT example cut at `data.max_len` tokens, the
+rows with a rejected trace are the pairs (cut at `data.pair_max_len`), and the last
+`data.num_test` rows are held out; no chat template, no prompt-length cap (the recipe's 800).
+`model.init_checkpoint` (config.json + model.safetensors, e.g. the released Qwen2.5-Math-1.5B)
+is where SFT starts (`common.hf.load_qwen2`; a checkpoint whose architecture differs from
+`config.model` is refused with one line naming the setting). The evaluation on traces is the
+held-out rows' per-token log-likelihood of chosen and rejected traces and the share of pairs
+ranked right: pass@1 on MATH-500 needs a math answer verifier and long-generation decoding,
+which are not here. Without these settings the experiment trains on its own verifiable
+arithmetic task (36-character sequences; `data.num_train` problems sized like the paper's SFT
+set) from a fresh initialisation and reports greedy pass@1. Memory: bf16 activations
+(`model.dtype`) and rematerialised blocks (`model.remat`); the experiment's own loop replicates
+parameters, so `mesh.fsdp` stays 1 (the FSDP path is in `common.train.fit`). `:tiny` keeps every
+setting but shrinks sizes to one step on a CPU (`tests/test_paper_configs.py`; on a trace jsonl,
+a trained tokenizer and a random Qwen2 checkpoint in `tests/test_paper_text_data.py`).
 """
 
 import ml_collections
@@ -50,10 +66,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.num_devices = -1
   c.mesh = dict(fsdp=1, fsdp_min_size=2 ** 16)
   c.data = dict(num_train=SFT_EXAMPLES, num_valid=512, num_test=500, samples_per_problem=4,
-                error_rate=0.4, seed=0)
+                error_rate=0.4, seed=0, traces_jsonl='', tokenizer='', eos_token='',
+                max_len=32_768, pair_max_len=19_800)
   c.model = dict(num_layers=28, d_model=1536, num_heads=12, num_kv_heads=2, mlp_dim=8960,
                  rope_theta=10000.0, norm_eps=1e-6, tie_embeddings=True, dtype='bfloat16',
-                 remat=True)
+                 remat=True, init_checkpoint='')
   c.sft = dict(steps=sft_steps, batch_size=SFT_BATCH,
                optim=dict(name='adamw', lr=5e-5, schedule='linear',
                           warmup_steps=sft_steps // 10, weight_decay=1e-4, grad_clip=1.0,
@@ -67,7 +84,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.eval = dict(every=200, temperature=0.6, num_samples=4)
   if 'tiny' in args:
     c.num_devices = 1
-    c.data.update(num_train=64, num_valid=8, num_test=8)
+    c.data.update(num_train=64, num_valid=8, num_test=8, max_len=64, pair_max_len=48)
     c.model.update(num_layers=1, d_model=16, num_heads=2, num_kv_heads=1, mlp_dim=32)
     c.sft.update(steps=1, batch_size=8)
     c.sft.optim.warmup_steps = 0

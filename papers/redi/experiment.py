@@ -5,6 +5,13 @@
 Stage 2 methods: 'redi' (alpha from config; alpha = 1 the symmetric objective), 'dpo', 'simpo',
 'sft' (continued SFT on the positives). pass@1 on held-out problems is measured by greedy
 decoding (and sampling at a temperature, averaged over k samples) checked by the verifier.
+
+Data: the arithmetic task (`papers/redi/task.py`) by default; with `data.traces_jsonl` and
+`data.tokenizer`, teacher traces from a file (`papers/redi/traces.py`: prompt / chosen /
+rejected), where the evaluation is the held-out rows' mean token log-likelihood of the chosen
+and rejected traces and the share of pairs ranked right (no answer verifier for free text here).
+`model.init_checkpoint` (a Hugging Face Qwen2 directory, with traces and its tokenizer) is where
+SFT starts; without it SFT starts from a fresh initialisation.
 """
 
 from __future__ import annotations
@@ -23,16 +30,17 @@ import numpy as np
 import optax
 
 from common import config as cfglib
-from common import data, parallel, train
+from common import data, lm, parallel, train
 from common.lm import token_cross_entropy
 from common.models.transformer import Transformer
-from papers.redi import losses, task
+from papers.redi import losses, task, traces
 
 METHODS = ('redi', 'dpo', 'simpo', 'sft')
 
 
-def make_model(config: ml_collections.ConfigDict) -> Transformer:
-  return Transformer(vocab_size=task.VOCAB_SIZE, causal=True, **config.model)
+def make_model(config: ml_collections.ConfigDict, vocab_size: int = task.VOCAB_SIZE
+               ) -> Transformer:
+  return Transformer(vocab_size=vocab_size, causal=True, **lm.model_kwargs(config))
 
 
 # --- losses ---------------------------------------------------------------------------------------
@@ -159,12 +167,32 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if config.model.d_model % config.model.num_heads:
     raise cfglib.ConfigError(f'config.model.d_model={config.model.d_model} is not divisible by '
                              f'config.model.num_heads={config.model.num_heads}: change either')
+  trace_file = lm.string_setting(config.data, 'traces_jsonl')
+  tokenizer = lm.string_setting(config.data, 'tokenizer')
+  if trace_file and not tokenizer:
+    raise cfglib.ConfigError('config.data.traces_jsonl is set but config.data.tokenizer is '
+                             'empty: pass --config.data.tokenizer=/path/to/tokenizer.json')
+  if tokenizer and not trace_file:
+    raise cfglib.ConfigError('config.data.tokenizer is set but config.data.traces_jsonl is '
+                             'empty: pass the traces (or unset the tokenizer for the arithmetic '
+                             'task)')
+  if trace_file:
+    cfglib.check_positive_int(config, 'data.max_len', 'data.pair_max_len')
+  if lm.check_init_checkpoint(config) and not trace_file:
+    raise cfglib.ConfigError('config.model.init_checkpoint needs --config.data.traces_jsonl and '
+                             "--config.data.tokenizer (the checkpoint's tokenizer): the "
+                             'arithmetic task has its own vocabulary')
 
 
-def train_sft(config: ml_collections.ConfigDict, ds: task.Datasets, mesh, log: list | None = None):
-  """Stage 1 from a fresh init; returns the SFT parameters."""
-  model = make_model(config)
-  params = model.init(jax.random.key(config.seed), jnp.zeros((1, task.SEQ_LEN), jnp.int32))
+def train_sft(config: ml_collections.ConfigDict, ds: task.Datasets | traces.TraceDatasets, mesh,
+              log: list | None = None, init_params: Any = None,
+              vocab_size: int = task.VOCAB_SIZE):
+  """Stage 1 from `init_params` (a fresh init when None); returns the SFT parameters."""
+  model = make_model(config, vocab_size)
+  params = init_params
+  if params is None:
+    params = model.init(jax.random.key(config.seed),
+                        jnp.zeros((1, ds.sft['tokens'].shape[1]), jnp.int32))
   tx = unit_optimizer(config.sft.optim, config.sft.steps)
   step = make_step(functools.partial(sft_loss, model), tx)
   params, opt_state = parallel.replicate(params, mesh), parallel.replicate(tx.init(params), mesh)
@@ -173,14 +201,14 @@ def train_sft(config: ml_collections.ConfigDict, ds: task.Datasets, mesh, log: l
   return params
 
 
-def preference_arrays(model: Transformer, params: Any, pref: dict[str, np.ndarray]
-                      ) -> dict[str, np.ndarray]:
+def preference_arrays(model: Transformer, params: Any, pref: dict[str, np.ndarray],
+                      chunk: int = 512) -> dict[str, np.ndarray]:
   """The preference pairs plus the reference model's S(y+), S(y-) (used by DPO)."""
   fn = jax.jit(lambda p, b: pair_logprobs(model, p, b))
   ref_pos, ref_neg = [], []
   n = len(pref['pos_tokens'])
-  for start in range(0, n, 512):
-    out = fn(params, {k: v[start:start + 512] for k, v in pref.items()})
+  for start in range(0, n, chunk):
+    out = fn(params, {k: v[start:start + chunk] for k, v in pref.items()})
     ref_pos.append(np.asarray(out[0]))
     ref_neg.append(np.asarray(out[2]))
   return {**pref, 'ref_pos': np.concatenate(ref_pos), 'ref_neg': np.concatenate(ref_neg)}
@@ -188,9 +216,10 @@ def preference_arrays(model: Transformer, params: Any, pref: dict[str, np.ndarra
 
 def train_stage2(config: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, sft_params,
                  pref: dict[str, np.ndarray], mesh, seed: int, on_eval=None, eval_every: int = 0,
-                 log: list | None = None, step_cache: dict | None = None):
+                 log: list | None = None, step_cache: dict | None = None,
+                 vocab_size: int = task.VOCAB_SIZE):
   """Stage 2 from the SFT parameters with a fresh optimizer (warmup + linear decay)."""
-  model = make_model(config)
+  model = make_model(config, vocab_size)
   tx = unit_optimizer(cfg.optim, cfg.steps)
   key = (cfg.method, cfg.alpha, cfg.steps, json.dumps(cfg.optim.to_dict(), sort_keys=True))
   if step_cache is not None and key in step_cache:
@@ -204,31 +233,71 @@ def train_stage2(config: ml_collections.ConfigDict, cfg: ml_collections.ConfigDi
              mesh, on_eval=on_eval, eval_every=eval_every, log=log, log_every=5)[0]
 
 
+def trace_metrics(model: Transformer, params: Any, test: dict[str, np.ndarray],
+                  chunk: int) -> dict[str, float]:
+  """Held-out traces: mean per-token log-likelihood of the chosen and rejected traces and the
+  share of pairs whose chosen trace is the likelier per token."""
+  scored = preference_arrays(model, params, test, chunk)
+  pos = scored['ref_pos'] / np.maximum(test['pos_mask'][:, 1:].sum(-1), 1)
+  n_neg = test['neg_mask'][:, 1:].sum(-1)
+  out = {'test_chosen_logp': float(pos.mean())}
+  if (n_neg > 0).any():
+    neg = (scored['ref_neg'] / np.maximum(n_neg, 1))[n_neg > 0]
+    out |= {'test_rejected_logp': float(neg.mean()),
+            'test_pair_accuracy': float((pos[n_neg > 0] > neg).mean())}
+  return out
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """(datasets, vocabulary size, initial parameters or None): the arithmetic task, or traces
+  tokenized with `data.tokenizer` (and the `model.init_checkpoint` parameters when set)."""
+  d = config.data
+  trace_file = lm.string_setting(d, 'traces_jsonl')
+  if not trace_file:
+    ds = task.make_datasets(d.num_train, d.num_valid, d.num_test, d.samples_per_problem,
+                            d.error_rate, d.seed)
+    return ds, task.VOCAB_SIZE, None
+  tokenizer = lm.load_tokenizer(d)
+  eos = data.eos_id(tokenizer, lm.string_setting(d, 'eos_token') or None)
+  ds = traces.make_datasets(trace_file, tokenizer, eos, d.max_len, d.num_test, d.pair_max_len)
+  vocab_size, params = tokenizer.get_vocab_size(with_added_tokens=True), None
+  if config.model.get(lm.INIT_CHECKPOINT):
+    vocab_size, params = lm.load_init_checkpoint(config, vocab_size)
+  return ds, vocab_size, params
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
-  """SFT, then config.stage2.method; writes metrics.jsonl and returns test pass@1 (greedy)."""
+  """SFT, then config.stage2.method; writes metrics.jsonl and returns the final test metrics
+  (greedy pass@1 on the arithmetic task, held-out likelihoods on traces)."""
   mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
   started = time.time()
   os.makedirs(workdir, exist_ok=True)
-  d = config.data
-  ds = task.make_datasets(d.num_train, d.num_valid, d.num_test, d.samples_per_problem,
-                          d.error_rate, d.seed)
-  model = make_model(config)
+  ds, vocab_size, init_params = load_data(config)
+  on_traces = isinstance(ds, traces.TraceDatasets)
+  chunk = config.stage2.batch_size if on_traces else 512
+  model = make_model(config, vocab_size)
   sft_log: list = []
-  sft_params = train_sft(config, ds, mesh, sft_log)
-  pref = preference_arrays(model, sft_params, ds.pref)
+  sft_params = train_sft(config, ds, mesh, sft_log, init_params, vocab_size)
+  pref = preference_arrays(model, sft_params, ds.pref, chunk)
   evals: list = []
 
+  def evaluate(params) -> dict[str, float]:
+    if on_traces:
+      return trace_metrics(model, params, ds.test, chunk)
+    return {'test_pass1_greedy': pass_at_1(model, params, ds.test)}
+
   def on_eval(step, params):
-    evals.append({'step': step, 'test_pass1_greedy': pass_at_1(model, params, ds.test)})
+    evals.append({'step': step, **evaluate(params)})
 
   stage2_log: list = []
   params = train_stage2(config, config.stage2, sft_params, pref, mesh, config.seed, on_eval,
-                        config.eval.every, stage2_log)
-  final = {'test_pass1_greedy': evals[-1]['test_pass1_greedy'],
-           'test_pass1_sampled': pass_at_1(model, params, ds.test, config.eval.temperature,
-                                           config.eval.num_samples, config.seed),
-           'sft_test_pass1_greedy': evals[0]['test_pass1_greedy']}
+                        config.eval.every, stage2_log, vocab_size=vocab_size)
+  final = {k: v for k, v in evals[-1].items() if k != 'step'}
+  if not on_traces:
+    final['test_pass1_sampled'] = pass_at_1(model, params, ds.test, config.eval.temperature,
+                                            config.eval.num_samples, config.seed)
+  final |= {f'sft_{k}': v for k, v in evals[0].items() if k != 'step'}
   with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
     for row in sft_log:
       f.write(json.dumps({'stage': 'sft', **row}) + '\n')
