@@ -7,7 +7,9 @@ Per entry: compile time, median step time, achieved FLOP/s from XLA's cost analy
 fraction of a float32 matmul's FLOP/s measured in the same run, the same step in PyTorch
 (when installed: `pip install -e .[bench]`), loader time per batch against step time, and the
 same global batch on 1 vs 8 (simulated) devices. `python -m common.report` puts the table in
-WORKSPACE.md.
+WORKSPACE.md. RL loops (`--paper=props`) are not one step: `benchmarks/rl.py` measures env
+steps per second end to end (rows under `rl_rows`). A run merges its rows into an existing
+results file, so one paper can be re-measured alone.
 """
 
 from __future__ import annotations
@@ -109,6 +111,16 @@ ENTRIES: dict[str, Callable[[bool], Workload]] = {
 }
 
 
+def props_rows(quick: bool) -> list[dict[str, Any]]:
+  """PROPS/PPO env steps per second end to end, JAX against PyTorch (benchmarks/rl.py)."""
+  from benchmarks import rl  # gymnax and PyTorch only when measured
+  return rl.measure_props(quick)
+
+
+# Not a supervised step: an RL loop has its own measure function (rows under 'rl_rows').
+RL_ENTRIES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {'props': props_rows}
+
+
 def measure(name: str, workload: Workload, roofline: float, repeats: int) -> dict[str, Any]:
   tx = train.make_optimizer(workload.optim, 1000)
   step = train.make_train_step(workload.loss_fn, tx)
@@ -138,30 +150,53 @@ def measure(name: str, workload: Workload, roofline: float, repeats: int) -> dic
   return row
 
 
+def merge_results(path: pathlib.Path, result: dict[str, Any]) -> dict[str, Any]:
+  """`result` merged over the rows already in `path` (same entry: replaced; others kept), each
+  row stamped with the command and date that measured it."""
+  old = json.loads(path.read_text()) if path.exists() else {}
+  for key in ('rows', 'rl_rows'):
+    for r in old.get(key, []):
+      r.setdefault('command', old.get('command'))
+      r.setdefault('date', old.get('date'))
+    fresh = {r['entry']: dict(r, command=result['command'], date=result['date'])
+             for r in result.get(key, [])}
+    kept = [fresh.pop(r['entry'], r) for r in old.get(key, [])]
+    result[key] = kept + list(fresh.values())
+  return result
+
+
 def main() -> None:
+  known = [*ENTRIES, *RL_ENTRIES]
   parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument('--paper', default='all', help=f'all or one of {", ".join(ENTRIES)}')
+  parser.add_argument('--paper', default='all', help=f'all or one of {", ".join(known)}')
   parser.add_argument('--quick', action='store_true', help='tiny shapes, few repeats')
   parser.add_argument('--out', default='', help='default: benchmarks/results.json (full runs)')
   args = parser.parse_args()
-  names = list(ENTRIES) if args.paper == 'all' else [args.paper]
-  unknown = [n for n in names if n not in ENTRIES]
+  names = known if args.paper == 'all' else [args.paper]
+  unknown = [n for n in names if n not in known]
   if unknown:
-    parser.error(f'--paper={unknown[0]} is not one of all, {", ".join(ENTRIES)}')
+    parser.error(f'--paper={unknown[0]} is not one of all, {", ".join(known)}')
   repeats = 3 if args.quick else 10
   started = time.time()
   roofline = harness.matmul_roofline(512 if args.quick else 2048, repeats)
-  rows = [measure(n, ENTRIES[n](args.quick), roofline, repeats) for n in names]
+  rows = [measure(n, ENTRIES[n](args.quick), roofline, repeats) for n in names
+          if n in ENTRIES]
+  rl_rows = [row for n in names if n in RL_ENTRIES for row in RL_ENTRIES[n](args.quick)]
+  for row in rl_rows:
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+                      for k, v in row.items()}), flush=True)
   result = {'command': 'python -m benchmarks.run ' + ' '.join(
       f'--{k}={v}' if not isinstance(v, bool) else f'--{k}' for k, v in vars(args).items()
       if v and k != 'out'),
       'date': time.strftime('%Y-%m-%d'), 'machine': f'{platform.machine()}, '
       f'{os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].platform}',
-      'roofline_flop_per_s': roofline, 'wall_time_s': time.time() - started, 'rows': rows}
+      'roofline_flop_per_s': roofline, 'wall_time_s': time.time() - started, 'rows': rows,
+      'rl_rows': rl_rows}
   for row in rows:
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
   out = args.out or ('' if args.quick else str(ROOT / 'benchmarks' / 'results.json'))
   if out:
+    result = merge_results(pathlib.Path(out), result)
     pathlib.Path(out).write_text(json.dumps(result, indent=2) + '\n')
     print(f'wrote {out}')
 
