@@ -1,5 +1,7 @@
-"""Fault tolerance: kill/preempt and resume exactly, multi-process == one process, disk failure."""
+"""Fault tolerance: kill/preempt and resume exactly (supervised and RL runs), multi-process ==
+one process, disk failure."""
 
+import json
 import os
 import signal
 import socket
@@ -91,6 +93,40 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, references, config, sig
   assert step_a == step_b == 12
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert read_metrics(reference) == read_metrics(tmp_path)
+
+
+PROPS_ARGS = ('--config=configs/props/cartpole.py:smoke', '--config.loop.n=64',
+              '--config.loop.m=32', '--config.checkpoint_every=1', '--config.keep_checkpoints=2')
+
+
+@pytest.mark.slow
+def test_props_interrupted_several_times_resumes_bit_identical(tmp_path):
+  """The jitted RL loop (PROPS, 2 vmapped seeds, 8 blocks of 64 env steps): SIGTERM at one
+  random block and SIGKILL at a later random one, then resume; the final carry (agent,
+  optimiser, behaviour and normaliser states, buffer, env state, PRNG) and the metrics file
+  equal the uninterrupted run's."""
+  reference = tmp_path / 'reference'
+  proc = run_main(*PROPS_ARGS, f'--workdir={reference}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  seed = int.from_bytes(os.urandom(4), 'little')
+  rng = np.random.default_rng(seed)
+  term_at, kill_at = int(rng.integers(1, 4)) * 64, int(rng.integers(4, 7)) * 64
+  workdir = tmp_path / 'run'
+  args = (*PROPS_ARGS, f'--workdir={workdir}')
+  proc = interrupt_at(args, workdir, signal.SIGTERM, term_at)
+  assert proc.returncode == 0, f'seed {seed}: ' + proc.stderr.read()[-2000:]
+  _, step = latest_state(workdir)
+  assert term_at <= step == read_metrics(workdir)[-1]['step'] < 512, f'seed {seed}'
+  proc = interrupt_at(args, workdir, signal.SIGKILL, kill_at)
+  assert proc.returncode == -signal.SIGKILL, f'seed {seed}'
+  _, killed_step = latest_state(workdir)
+  resumed = run_main(*args)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert json.loads((workdir / 'metrics.json').read_text())['resumed_from'] == killed_step >= step
+  (a, step_a), (b, step_b) = latest_state(reference), latest_state(workdir)
+  assert step_a == step_b == 512
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert read_metrics(reference) == read_metrics(workdir), f'seed {seed}'
 
 
 @pytest.mark.slow

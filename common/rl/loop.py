@@ -7,8 +7,9 @@ buffer is re-evaluated under the target policy (log-probs, values, GAE as one st
 updates on all valid rows. With b = 1 and the default hooks this is plain PPO (on-policy); with
 b = 2 it is PPO with a buffer. Two drivers share every update function:
 
-- `make_train(env, env_params, ...)`: gymnax, the whole run is one `jit` of nested `lax.scan`s;
-  `jax.vmap(train)(keys)` runs seeds in parallel (PureJaxRL style).
+- `make_runner(env, env_params, ...)`: gymnax, the whole run is one `jit` of nested `lax.scan`s
+  with seeds vmapped (PureJaxRL style), or a host loop over jitted blocks that checkpoints
+  between them; `make_train` is the single-seed `train(key)`.
 - `train_host(make_env, ...)`: gymnasium (MuJoCo), a host loop over one environment per seed,
   with the action sampling and all updates jitted and vmapped over seeds.
 """
@@ -186,11 +187,49 @@ class Loop:
     return state, metrics
 
 
-# ---- gymnax driver: everything inside one jit -------------------------------------------------
-def make_train(env, env_params, cfg: LoopConfig, hooks: Hooks = Hooks()) -> tuple[Callable, Loop]:
-  """Returns (train, loop): `train(key)` -> metrics (pure; jit and vmap it over seed keys).
-  metrics['eval_return'][i] is the target policy's mean (deterministic) return after
-  i * eval_every PPO updates; the per-update metrics have one entry per PPO update."""
+# ---- gymnax driver: everything inside jit ----------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Runner:
+  """The gymnax loop in blocks of `eval_every` PPO updates, each followed by an evaluation.
+
+  Per seed and pure: `init(key)` -> carry (agent state, env state, episode stats, PRNG key data);
+  `block(carry)` -> (carry, metrics); `evaluate(carry, key)` -> mean return of the target policy.
+  The carry is a plain pytree, so a host loop can checkpoint it between blocks and resume
+  bit-identically (`papers.props.experiment`); `train_seeds` runs all blocks in one `jit`.
+  """
+  init: Callable
+  block: Callable
+  evaluate: Callable
+  blocks: int
+  loop: Loop
+
+  def init_seeds(self, keys: jax.Array) -> dict:
+    """Stacked initial carries. Seeds are initialised one at a time: the orthogonal init's QR
+    batched by `vmap` runs LAPACK's parallel batch map, which deadlocks in XLA:CPU's thread
+    pool when nested in a larger program (seen with jaxlib 0.10.2 on 2 cores)."""
+    init = jax.jit(self.init)
+    return jax.tree.map(lambda *x: jnp.stack(x), *[init(k) for k in keys])
+
+  def evaluate_initial(self, carry: dict) -> jax.Array:
+    """The evaluation before training, with a key of its own (not taken from the run's)."""
+    return self.evaluate(carry, jax.random.fold_in(jax.random.wrap_key_data(carry['key']), 1))
+
+  def run(self, carry: dict) -> dict:
+    """All blocks of one seed: metrics per PPO update, eval_return per evaluation (incl. 0)."""
+    first = self.evaluate_initial(carry)
+    _, metrics = jax.lax.scan(lambda c, _: self.block(c), carry, None, length=self.blocks)
+    evals = metrics.pop('eval_return')
+    metrics = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
+    metrics['eval_return'] = jnp.concatenate([first[None], evals])
+    return metrics
+
+  def train_seeds(self, keys: jax.Array) -> dict:
+    """`run` for every seed key, vmapped in one jit (leading seed axis on every metric)."""
+    return jax.jit(jax.vmap(self.run))(self.init_seeds(keys))
+
+
+def make_runner(env, env_params, cfg: LoopConfig, hooks: Hooks = Hooks()) -> Runner:
+  """The per-seed functions of a gymnax run (see `Runner`)."""
   obs_dim = int(np.prod(env.observation_space(env_params).shape))
   space = env.action_space(env_params)
   discrete = hasattr(space, 'n')
@@ -233,7 +272,8 @@ def make_train(env, env_params, cfg: LoopConfig, hooks: Hooks = Hooks()) -> tupl
     metrics['train_return'] = ep['sum'] / jnp.maximum(ep['episodes'], 1.0)
     return carry, metrics
 
-  def evaluate(state, key):
+  def evaluate(carry, key):
+    state = carry['state']
     keys = jax.random.split(key, cfg.eval_episodes)
     obs, env_state = jax.vmap(env.reset, (0, None))(keys, env_params)
 
@@ -250,25 +290,33 @@ def make_train(env, env_params, cfg: LoopConfig, hooks: Hooks = Hooks()) -> tupl
     (_, _, ret, _), _ = jax.lax.scan(body, init, jax.random.split(key, max_steps))
     return ret.mean()
 
-  def block(carry, key):
-    k_iter, k_eval = jax.random.split(key)
-    carry, metrics = jax.lax.scan(ppo_iter, carry, jax.random.split(k_iter, cfg.eval_every))
-    return carry, (metrics, evaluate(carry[0], k_eval))
+  def block(carry):
+    key, k_iter, k_eval = jax.random.split(jax.random.wrap_key_data(carry['key']), 3)
+    inner = (carry['state'], carry['env_state'], carry['obs'], carry['done'], carry['ep'])
+    inner, metrics = jax.lax.scan(ppo_iter, inner, jax.random.split(k_iter, cfg.eval_every))
+    carry = dict(zip(('state', 'env_state', 'obs', 'done', 'ep'), inner, strict=True),
+                 key=jax.random.key_data(key))
+    metrics['eval_return'] = evaluate(carry, k_eval)
+    return carry, metrics
 
-  def train(key: jax.Array) -> dict:
-    k_init, k_env, k_eval, k_run = jax.random.split(key, 4)
+  def init(key):
+    k_init, k_env, k_run = jax.random.split(key, 3)
     obs, env_state = env.reset(k_env, env_params)
-    state = loop.init(k_init, obs)
-    ep = {'ret': jnp.asarray(0.0), 'sum': jnp.asarray(0.0), 'episodes': jnp.asarray(0.0)}
-    carry = (state, env_state, obs, jnp.asarray(1.0), ep)
-    first = evaluate(state, k_eval)
-    blocks = cfg.total_steps // (cfg.n * cfg.eval_every)
-    _, (metrics, evals) = jax.lax.scan(block, carry, jax.random.split(k_run, blocks))
-    metrics = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
-    metrics['eval_return'] = jnp.concatenate([first[None], evals])
-    return metrics
+    zero = jnp.asarray(0.0)
+    return {'state': loop.init(k_init, obs), 'env_state': env_state, 'obs': obs,
+            'done': jnp.asarray(1.0), 'ep': {'ret': zero, 'sum': zero, 'episodes': zero},
+            'key': jax.random.key_data(k_run)}
 
-  return train, loop
+  return Runner(init, block, evaluate, cfg.total_steps // (cfg.n * cfg.eval_every), loop)
+
+
+def make_train(env, env_params, cfg: LoopConfig, hooks: Hooks = Hooks()) -> tuple[Callable, Loop]:
+  """Returns (train, loop): `train(key)` -> metrics for one seed (pure; jit it).
+  metrics['eval_return'][i] is the target policy's mean (deterministic) return after
+  i * eval_every PPO updates; the per-update metrics have one entry per PPO update.
+  For several seeds use `make_runner(...).train_seeds(keys)` (vmapped)."""
+  runner = make_runner(env, env_params, cfg, hooks)
+  return (lambda key: runner.run(runner.init(key))), runner.loop
 
 
 # ---- gymnasium driver: host env loop, jitted updates ------------------------------------------
@@ -293,13 +341,18 @@ def train_host(make_env: Callable[[], Any], seeds: list[int], cfg: LoopConfig,
   state = jax.jit(jax.vmap(loop.init))(jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
                                        jnp.asarray(obs))
 
-  @jax.jit
-  def act(state, obs, key):
-    return jax.vmap(loop.act)(state, obs, jax.random.split(key, s))
+  def _act(state, obs, key):
+    key, k = jax.random.split(key)
+    return jax.vmap(loop.act)(state, obs, jax.random.split(k, s)), key
 
   @jax.jit
-  def observe(state, obs, reward, done):
-    return jax.vmap(loop.observe)(state, obs, reward, done)
+  def observe_act(state, obs, reward, done, key):
+    """One dispatch per env step: the statistics after the step, then the next action."""
+    state = jax.vmap(loop.observe)(state, obs, reward, done)
+    action, key = _act(state, obs, key)
+    return state, action, key
+
+  act = jax.jit(_act)
 
   end = {p: jax.jit(jax.vmap(lambda st, c, o, d, k, p=p: loop.end_chunk(st, c, o, d, k, p)))
          for p in (False, True)}
@@ -330,6 +383,7 @@ def train_host(make_env: Callable[[], Any], seeds: list[int], cfg: LoopConfig,
   history, evals = [], [evaluate(state)]
   updates = cfg.total_steps // cfg.n
   start, env_time = time.time(), 0.0
+  action, key = act(state, obs, key)
   for u in range(updates):
     ep_sum[:], ep_count[:] = 0.0, 0.0
     for c in range(k_chunks):
@@ -338,8 +392,7 @@ def train_host(make_env: Callable[[], Any], seeds: list[int], cfg: LoopConfig,
               'actions': np.zeros((m, s) + (() if discrete else (action_dim,)),
                                   np.int32 if discrete else np.float32)}
       for t in range(m):
-        key, k = jax.random.split(key)
-        a = np.asarray(act(state, jnp.asarray(obs), k))
+        a = np.asarray(action)
         traj['obs'][t], traj['actions'][t], traj['dones'][t] = obs, a, done
         t0 = time.time()
         for i, e in enumerate(envs):
@@ -354,12 +407,13 @@ def train_host(make_env: Callable[[], Any], seeds: list[int], cfg: LoopConfig,
             ep_count[i] += 1
             ep_ret[i] = 0.0
         env_time += time.time() - t0
-        state = observe(state, jnp.asarray(obs), jnp.asarray(traj['rewards'][t]),
-                        jnp.asarray(done))
+        state, action, key = observe_act(state, obs, traj['rewards'][t].astype(np.float32),
+                                         done, key)
       key, k = jax.random.split(key)
       chunk = jax.tree.map(lambda x: jnp.asarray(np.swapaxes(x, 0, 1)), traj)
       state, metrics = end[c == k_chunks - 1](state, chunk, jnp.asarray(obs), jnp.asarray(done),
                                               jax.random.split(k, s))
+      action, key = act(state, obs, key)  # the updated behaviour policy acts next
     metrics = jax.tree.map(np.asarray, metrics)
     metrics['train_return'] = ep_sum / np.maximum(ep_count, 1)
     history.append(metrics)

@@ -18,6 +18,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.seed = 0
   c.num_seeds = 5
   c.b = 2
+  c.checkpoint_every = 4  # blocks of loop.eval_every PPO updates
+  c.keep_checkpoints = 2
   c.loop = dict(total_steps=24576, n=256, m=64, eval_every=4, eval_episodes=8)
   c.ppo = dict(lr=3e-4, epochs=10, minibatches=8, target_kl=0.03, ent_coef=0.0)
   c.props = dict(lr=1e-4, epochs=16, minibatches=16, clip_eps=0.3, kl_coef=0.3, target_kl=0.05,

@@ -12,7 +12,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from common.rl import loop as looplib
 from common.rl import ppo as ppolib
@@ -94,17 +93,25 @@ def arm_config(arm: str, base: looplib.LoopConfig, b: int = 2) -> looplib.LoopCo
   raise ValueError(f'unknown arm {arm!r}: one of {ARMS}')
 
 
-def make_train(env, env_params, arm: str, base: looplib.LoopConfig, cfg: PROPSConfig,
-               b: int = 2):
-  """gymnax: (train(key) -> metrics, loop) for one arm; jit(vmap(train)) over seed keys."""
+def make_runner(env, env_params, arm: str, base: looplib.LoopConfig, cfg: PROPSConfig,
+                b: int = 2) -> looplib.Runner:
+  """gymnax: the blocked, checkpointable loop of one arm (`common.rl.loop.Runner`)."""
   loop_cfg = arm_config(arm, base, b)
   obs_dim = int(jnp.prod(jnp.asarray(env.observation_space(env_params).shape)))
   space = env.action_space(env_params)
   discrete = hasattr(space, 'n')
   agent = looplib.make_agent(obs_dim, int(space.n) if discrete else int(space.shape[0]),
                              discrete)
-  return looplib.make_train(env, env_params, loop_cfg,
-                            make_hooks(agent, loop_cfg, cfg, arm == 'props'))
+  return looplib.make_runner(env, env_params, loop_cfg,
+                             make_hooks(agent, loop_cfg, cfg, arm == 'props'))
+
+
+def make_train(env, env_params, arm: str, base: looplib.LoopConfig, cfg: PROPSConfig,
+               b: int = 2):
+  """gymnax: (train(key) -> metrics, loop) for one arm and one seed; for vmapped seeds use
+  `make_runner(...).train_seeds(keys)`."""
+  runner = make_runner(env, env_params, arm, base, cfg, b)
+  return (lambda key: runner.run(runner.init(key))), runner.loop
 
 
 def train_host(make_env, seeds, arm: str, base: looplib.LoopConfig, cfg: PROPSConfig,
@@ -119,7 +126,3 @@ def train_host(make_env, seeds, arm: str, base: looplib.LoopConfig, cfg: PROPSCo
   env.close()
   return looplib.train_host(make_env, seeds, loop_cfg,
                             make_hooks(agent, loop_cfg, cfg, arm == 'props'), **kw)
-
-
-__all__ = ['PROPSConfig', 'make_hooks', 'make_train', 'train_host', 'arm_config', 'ARMS',
-           'optax']
