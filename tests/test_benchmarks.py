@@ -1,10 +1,15 @@
-"""The benchmark script's quick form runs (it asserts nothing about speed)."""
+"""The benchmark script's quick form runs every entry (it asserts nothing about speed)."""
 
 import json
 import subprocess
 import sys
 
 from tests.testutil import ROOT
+
+PAPER_ENTRIES = ('parscale', 'edlm', 'redi', 'rs2', 'atss', 'sampling_free', 'unpg')
+FIELDS = ('entry', 'shape', 'compile_s', 'step_s', 'flops', 'flop_per_s', 'roofline_fraction',
+          'loader_s', 'loader_fraction', 'torch_step_s', 'jax_speedup_over_torch',
+          'dp8_over_dp1')
 
 
 def test_quick_benchmark_runs_every_entry(tmp_path):
@@ -14,14 +19,28 @@ def test_quick_benchmark_runs_every_entry(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   result = json.loads(out.read_text())
   from benchmarks.run import ENTRIES
-  assert [r['entry'] for r in result['rows']] == list(ENTRIES)
-  for row in result['rows']:
-    assert row['flops'] > 0 and row['step_s'] > 0 and row['roofline_fraction'] > 0
+  names = [r['entry'] for r in result['rows']]
+  assert names == list(ENTRIES)
+  assert {'lm', 'convnet', *PAPER_ENTRIES} <= set(names)
+  assert result['roofline_flop_per_s'] > 0
+  for row in result['rows']:  # one supervised training step per entry
+    missing = [f for f in FIELDS if f not in row]
+    assert not missing, f'{row["entry"]} lacks {missing}'
+    assert row['flops'] > 0 and row['step_s'] > 0 and row['roofline_fraction'] > 0, row
+    assert row['compile_s'] > 0 and row['loader_s'] > 0, row
+    if row['torch_step_s'] is not None:  # PyTorch (the `bench` extra) is installed
+      assert row['torch_step_s'] > 0 and row['jax_speedup_over_torch'] > 0, row
   assert [r['entry'] for r in result['rl_rows']] == ['props/ppo', 'props/props']
   for row in result['rl_rows']:  # PROPS/PPO: JAX 1 seed, vmapped (subprocess), PyTorch
     assert row['jax_env_steps_per_s'] > 0 and row['torch_env_steps_per_s'] > 0
     assert row['jax_grad_steps'] == row['torch_grad_steps'] > 0  # same work, no early stop
     assert row['vmap_status'] in ('ok', 'hang'), row
+
+
+def test_unknown_entry_is_refused():
+  proc = subprocess.run([sys.executable, '-m', 'benchmarks.run', '--paper=nope', '--quick'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and '--paper=nope' in proc.stderr
 
 
 def test_one_paper_run_merges_into_existing_results(tmp_path):
