@@ -4,7 +4,9 @@
 (sampling-error diagnostic off): compile time and env steps/s of `papers.props.props.make_train`
 under `jax.jit` for 1 seed (run only, and end to end with compile) and under
 `jax.jit(jax.vmap(train))` for S seeds, the same loop in the official PyTorch style
-(`benchmarks/torch_rl.py`, one gymnasium env, seeds run one after another), and the ratios.
+(`benchmarks/torch_rl.py`, one gymnasium env, seeds run one after another; with os.cpu_count()
+threads and with 1, the faster counts: tiny networks gain nothing from threads, and PyTorch's
+threads stall when other jobs share the cores), and the ratios.
 
 The vmapped loop has hung inside XLA:CPU for some configurations (papers/props/README.md), so it
 runs in a subprocess (`python -m benchmarks.rl --worker ...`) with a timeout; a timeout is
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -126,18 +129,25 @@ def measure_props(quick: bool, vmap_timeout: float | None = None) -> list[dict[s
   seeds = 2 if quick else seeds
   timeout = vmap_timeout or (120.0 if quick else 600.0)
   worker = _start_worker(ARMS, True, seeds) if quick else None  # overlapped: quick only
-  torch_rl.set_threads()
+  load_start = os.getloadavg()[0]
   jax_1 = {arm: time_jax(arm, quick, None) for arm in ARMS}
   rows = []
   for arm in ARMS:  # torch after every JAX compile: in quick, less overlap with the worker
     cfg = P.arm_config(arm, base, b)
-    torch_run = torch_rl.train(arm, cfg, props_cfg, seed=0)
+    by_threads = {}  # os.cpu_count() threads, and 1 (robust when other jobs share the cores)
+    for threads in sorted({os.cpu_count() or 1, 1}, reverse=True):
+      torch_rl.set_threads(threads)
+      by_threads[threads] = torch_rl.train(arm, cfg, props_cfg, seed=0)
+    best = max(by_threads, key=lambda t: by_threads[t]['env_steps_per_s'])
+    torch_run = by_threads[best]
     rows.append({
         'entry': f'props/{arm}', 'arm': arm,
         'shape': f'CartPole-v1, n={cfg.n}, b={cfg.b}, m={cfg.period}, {cfg.total_steps} steps',
         'total_steps': cfg.total_steps, 'vmap_seeds': seeds,
         **{f'jax_{k}': v for k, v in jax_1[arm].items()},
-        'torch_env_steps_per_s': torch_run['env_steps_per_s'],
+        'torch_env_steps_per_s': torch_run['env_steps_per_s'], 'torch_threads': best,
+        'torch_env_steps_per_s_by_threads': {str(t): r['env_steps_per_s']
+                                             for t, r in by_threads.items()},
         'torch_seconds': torch_run['seconds'],
         'torch_grad_steps': float(sum(torch_run['grad_steps'].values())),
         'torch_final_eval_return': torch_run['eval_return'][-1],
@@ -152,6 +162,8 @@ def measure_props(quick: bool, vmap_timeout: float | None = None) -> list[dict[s
     row.update({f'vmap_{k}': val for k, val in v.items()})
     row['vmap_over_torch'] = (v['env_steps_per_s'] / row['torch_env_steps_per_s']
                               if v['status'] == 'ok' else None)
+  for row in rows:  # other jobs on the machine slow both sides, PyTorch's threads the most
+    row['load_avg_1min_start'], row['load_avg_1min_end'] = load_start, os.getloadavg()[0]
   return rows
 
 
