@@ -82,7 +82,7 @@ def validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None:
   check_nonneg_int(config, 'seed', 'train.eval_every')
   check_divisible(config, 'train.batch_size', num_devices, 'the number of devices')
   check_choice(config, 'optim.name', ('adamw', 'adam', 'sgd'))
-  check_choice(config, 'optim.schedule', ('constant', 'cosine', 'linear'))
+  check_choice(config, 'optim.schedule', ('constant', 'cosine', 'linear', 'step'))
   check_range(config, 'optim.lr', 0.0, 10.0, low_open=True)
   check_nonneg_int(config, 'optim.warmup_steps')
   check_range(config, 'optim.weight_decay', 0.0, 1.0)

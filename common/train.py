@@ -55,7 +55,8 @@ class TrainState:
 
 
 def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-  """Linear warmup then constant / cosine / linear decay to `lr * final_lr_fraction`."""
+  """Linear warmup then constant / cosine / linear decay to `lr * final_lr_fraction`, or 'step':
+  lr times `optim.decay_factor` at each of the (absolute) steps `optim.decay_steps`."""
   warmup = min(optim.warmup_steps, total_steps)
   decay_steps = max(total_steps - warmup, 1)
   final = optim.lr * optim.get('final_lr_fraction', 0.0)
@@ -63,6 +64,9 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
       'constant': optax.constant_schedule(optim.lr),
       'cosine': optax.cosine_decay_schedule(optim.lr, decay_steps, final / optim.lr),
       'linear': optax.linear_schedule(optim.lr, final, decay_steps),
+      'step': optax.piecewise_constant_schedule(
+          optim.lr, {int(s) - warmup: optim.get('decay_factor', 0.1)
+                     for s in optim.get('decay_steps', ())}),
   }[optim.schedule]
   if not warmup:
     return decay
