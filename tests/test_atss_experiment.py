@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 from common import parallel
 from common.detection import data as D
 from common.detection import pipeline
-from configs.atss import coco_r50_fpn_1x, mnist_canvas
+from configs.atss import mnist_canvas, paper_coco_r50_fpn_1x
 from papers.atss import experiment
 
 
@@ -45,11 +45,21 @@ def test_loss_and_grads_8_devices_equal_1():
 def test_paper_config_one_step_on_tiny_coco_folder(tmp_path):
   ds = D.make_canvases(4, 0, canvas=64, max_size=40)
   ann, img_dir = D.write_coco_folder(ds, len(D.SHAPES), tmp_path / 'coco')
-  config = coco_r50_fpn_1x.get_config('tiny')
+  config = paper_coco_r50_fpn_1x.get_config('tiny')
   config.num_devices = 1
   config.data.coco_train = f'{ann}:{img_dir}'
-  assert coco_r50_fpn_1x.get_config().detector.fpn_features == 256
+  assert paper_coco_r50_fpn_1x.get_config().detector.fpn_features == 256
   result = experiment.train_and_evaluate(config, str(tmp_path / 'work'))
   m = result.eval_metrics
   assert int(result.state.step) == 1 and 'AP' in m and np.isfinite(m['pos_per_gt'])
   assert json.loads((tmp_path / 'work' / 'eval.json').read_text())['AP'] == m['AP']
+
+
+def test_paper_schedule_steps_down_at_60k_and_80k():
+  from common import train
+  optim = paper_coco_r50_fpn_1x.get_config().optim
+  lr = train.make_schedule(optim, 90_000)
+  want = {0: 0.0, 250: 0.005, 500: 0.01, 59_999: 0.01, 60_000: 1e-3, 79_999: 1e-3, 80_000: 1e-4,
+          89_999: 1e-4}
+  for step, value in want.items():
+    np.testing.assert_allclose(float(lr(step)), value, rtol=1e-5, err_msg=f'step {step}')

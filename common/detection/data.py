@@ -8,6 +8,7 @@ Labels are 1-based (0 is background); `mask` marks real (unpadded) boxes.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 import pathlib
@@ -128,27 +129,61 @@ def write_coco_folder(dataset: dict[str, np.ndarray], num_classes: int, root: st
   return ann, root / name
 
 
+class CocoImages:
+  """The images of a `CocoDetection`, resized to image_size^2 and decoded only when indexed.
+
+  Array-like for the detector pipeline (`len`, `shape`, `dtype`, `x[int | slice | rows]`), so a
+  batch decodes just its images (COCO train2017 at 800^2 would be 227 GB as one array); batches
+  are decoded by a thread pool (PIL releases the GIL while decoding and resizing).
+  """
+
+  def __init__(self, coco: datalib.CocoDetection, image_size: int, channels: int = 3,
+               workers: int = 8):
+    self.coco, self.image_size, self.channels, self.workers = coco, image_size, channels, workers
+    self.shape = (len(coco), image_size, image_size, channels)
+    self.dtype = np.dtype(np.uint8)
+    self.ndim = 4
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def load(self, index: int) -> np.ndarray:
+    img = Image.fromarray(self.coco[index]['image'])
+    arr = np.asarray(img.resize((self.image_size, self.image_size), Image.BILINEAR))
+    return arr[..., :self.channels]
+
+  def __getitem__(self, index) -> np.ndarray:
+    if isinstance(index, (int, np.integer)):
+      return self.load(int(index))
+    rows = np.arange(len(self))[index]
+    out = np.zeros((len(rows),) + self.shape[1:], np.uint8)
+    if len(rows):
+      with concurrent.futures.ThreadPoolExecutor(min(self.workers, len(rows))) as pool:
+        for i, image in enumerate(pool.map(self.load, rows.tolist())):
+          out[i] = image
+    return out
+
+  def __array__(self, dtype=None, copy=None) -> np.ndarray:
+    return self[:] if dtype is None else self[:].astype(dtype)
+
+
 def read_coco_folder(annotation_file, image_dir, image_size: int, max_gts: int,
-                     channels: int = 3) -> tuple[dict[str, np.ndarray], dict]:
-  """A COCO-format folder as padded arrays: images resized to image_size^2 (boxes scaled), the
-  first max_gts non-crowd boxes per image; also the COCO dict of the resized ground truth."""
+                     channels: int = 3) -> tuple[dict, dict]:
+  """A COCO-format folder as padded arrays: images resized to image_size^2 (boxes scaled; the
+  images are a lazy `CocoImages`), the first max_gts non-crowd boxes per image; also the COCO
+  dict of the resized ground truth. Only the json is read here."""
   coco = datalib.CocoDetection(annotation_file, image_dir)
   n = len(coco)
-  out = {'image': np.zeros((n, image_size, image_size, channels), np.uint8),
+  out = {'image': CocoImages(coco, image_size, channels),
          'boxes': np.zeros((n, max_gts, 4), np.float32),
          'labels': np.zeros((n, max_gts), np.int32), 'mask': np.zeros((n, max_gts), bool)}
-  for i in range(n):
-    item = coco[i]
-    h, w = item['image'].shape[:2]
-    img = Image.fromarray(item['image']).resize((image_size, image_size), Image.BILINEAR)
-    arr = np.asarray(img)
-    out['image'][i] = arr[..., :channels] if channels <= 3 else arr
-    keep = ~item['crowd']
-    b = item['boxes'][keep][:max_gts].copy()
+  for i, record in enumerate(coco.records):
+    keep = ~record['crowd']
+    b = record['boxes'][keep][:max_gts].copy()
     b[:, 2:] -= 1.0  # reader's x + w -> last pixel (+1 convention)
-    b *= np.array([image_size / w, image_size / h] * 2, np.float32)
+    b *= np.array([image_size / record['width'], image_size / record['height']] * 2, np.float32)
     k = len(b)
     out['boxes'][i, :k] = b
-    out['labels'][i, :k] = item['labels'][keep][:max_gts] + 1
+    out['labels'][i, :k] = record['labels'][keep][:max_gts] + 1
     out['mask'][i, :k] = True
   return out, to_coco(out, coco.num_classes, coco.category_names)

@@ -68,12 +68,23 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int) -> DenseDet
                        first_stride=det.strides[0])
 
 
-def assignment_stats(config, anchors, num_per_level, val: dict, bins) -> dict[str, float]:
-  """Positives per validation gt by size bin (sqrt area) and the share of gts with none."""
-  out = jax.jit(functools.partial(assign_batch, config, anchors, num_per_level))(
-      val['boxes'], val['labels'], val['mask'])
-  assigned = np.asarray(out['assigned_gt'])
-  g = val['boxes'].shape[1]
+def assignment_stats(config, anchors, num_per_level, val: dict, bins,
+                     batch_size: int = 50) -> dict[str, float]:
+  """Positives per validation gt by size bin (sqrt area) and the share of gts with none.
+
+  Assigned `batch_size` images at a time (the IoU matrix of all COCO val images at once would
+  not fit in memory); the last chunk is padded with masked-out rows."""
+  assign = jax.jit(functools.partial(assign_batch, config, anchors, num_per_level))
+  n, g = val['boxes'].shape[:2]
+  parts = []
+  for start in range(0, n, batch_size):
+    chunk = {k: val[k][start:start + batch_size] for k in ('boxes', 'labels', 'mask')}
+    pad = batch_size - len(chunk['boxes'])
+    chunk = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+             for k, v in chunk.items()}
+    out = assign(chunk['boxes'], chunk['labels'], chunk['mask'])
+    parts.append(np.asarray(out['assigned_gt'])[:batch_size - pad])
+  assigned = np.concatenate(parts)
   counts = (assigned[:, :, None] == np.arange(g)[None, None, :]).sum(1)  # [B, G]
   b = val['boxes']
   size = np.sqrt((b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1))
@@ -124,7 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   metrics = pipeline.coco_eval(predict, params, val, coco, config.eval_batch_size,
                                tuple(config.eval_area_ranges))
   metrics.update(assignment_stats(config, anchors, num_per_level, val,
-                                  tuple(config.eval_area_ranges)))
+                                  tuple(config.eval_area_ranges), config.eval_batch_size))
   metrics['train_images_per_s'] = config.train.steps * config.train.batch_size / train_seconds
   result.eval_metrics = metrics
   if jax.process_index() == 0:
