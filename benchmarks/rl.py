@@ -1,14 +1,14 @@
 """PROPS / PPO speed: environment steps per second end to end, jitted JAX loop vs PyTorch.
 
 `measure_props(quick)` returns one row per arm (ppo, props) of `configs/props/cartpole.py`
-(sampling-error diagnostic off): compile time and env steps/s of `papers.props.props.make_train`
-under `jax.jit` for 1 seed (run only, and end to end with compile) and under
-`jax.jit(jax.vmap(train))` for S seeds, the same loop in the official PyTorch style
-(`benchmarks/torch_rl.py`, one gymnasium env, seeds run one after another; with os.cpu_count()
-threads and with 1, the faster counts: tiny networks gain nothing from threads, and PyTorch's
-threads stall when other jobs share the cores), and the ratios.
+(sampling-error diagnostic off): compile time and env steps/s of the jitted loop
+(`papers.props.props.make_runner`) for 1 seed (run only, and end to end with compile) and
+vmapped over S seeds (`Runner.train_seeds`: `jax.jit(jax.vmap(run))`); the same loop in the
+official PyTorch style (`benchmarks/torch_rl.py`, one gymnasium env, seeds one after another)
+with os.cpu_count() threads and with 1, the faster counting (tiny networks gain nothing from
+threads, and PyTorch's threads stall when other jobs share the cores); and the ratios.
 
-The vmapped loop has hung inside XLA:CPU for some configurations (papers/props/README.md), so it
+The vmapped loop has hung inside XLA:CPU before (a vmapped orthogonal init, papers/props), so it
 runs in a subprocess (`python -m benchmarks.rl --worker ...`) with a timeout; a timeout is
 reported as 'hang' and the benchmark goes on. `quick` shrinks everything to seconds, compiles
 with XLA's backend optimisation off and overlaps the vmapped subprocess with the rest: its
@@ -55,14 +55,13 @@ def settings(quick: bool) -> tuple[Any, Any, int, int]:
   return base, props_cfg, int(c.b), int(c.num_seeds)
 
 
-def _make_train(arm: str, quick: bool):
+def _make_runner(arm: str, quick: bool):
   import gymnax
 
   from papers.props import props as P
   base, props_cfg, b, _ = settings(quick)
   env, env_params = gymnax.make('CartPole-v1')
-  train, _ = P.make_train(env, env_params, arm, base, props_cfg, b=b)
-  return train, base
+  return P.make_runner(env, env_params, arm, base, props_cfg, b=b), base
 
 
 def _taken_steps(metrics: dict, k_chunks: int) -> float:
@@ -74,10 +73,17 @@ def _taken_steps(metrics: dict, k_chunks: int) -> float:
 
 
 def time_jax(arm: str, quick: bool, seeds: int | None) -> dict[str, Any]:
-  """Compile and run `train` for one key (`seeds=None`) or `jit(vmap(train))` over seeds."""
-  train, base = _make_train(arm, quick)
+  """Compile and run one seed's whole run (`seeds=None`: `jit(run(init(key)))`) or S seeds'
+  (`jit(vmap(run))` over carries initialised seed by seed, as `Runner.train_seeds` does:
+  a vmapped orthogonal init deadlocks XLA:CPU). `setup_s` is that initialisation."""
+  runner, base = _make_runner(arm, quick)
   keys = jax.random.split(jax.random.key(0), seeds or 1)
-  fn, arg = (jax.jit(train), keys[0]) if seeds is None else (jax.jit(jax.vmap(train)), keys)
+  start = time.perf_counter()
+  if seeds is None:
+    fn, arg = jax.jit(lambda key: runner.run(runner.init(key))), keys[0]
+  else:
+    fn, arg = jax.jit(jax.vmap(runner.run)), jax.block_until_ready(runner.init_seeds(keys))
+  setup_s = time.perf_counter() - start
   start = time.perf_counter()
   compiled = fn.lower(arg).compile(QUICK_COMPILER_OPTIONS if quick else None)
   compile_s = time.perf_counter() - start
@@ -85,8 +91,9 @@ def time_jax(arm: str, quick: bool, seeds: int | None) -> dict[str, Any]:
   metrics = jax.block_until_ready(compiled(arg))
   run_s = time.perf_counter() - start
   steps = base.total_steps * (seeds or 1)
-  return {'compile_s': compile_s, 'run_s': run_s, 'env_steps_per_s': steps / run_s,
-          'env_steps_per_s_end_to_end': steps / (compile_s + run_s),
+  return {'setup_s': setup_s, 'compile_s': compile_s, 'run_s': run_s,
+          'env_steps_per_s': steps / run_s,
+          'env_steps_per_s_end_to_end': steps / (setup_s + compile_s + run_s),
           'grad_steps': _taken_steps(metrics, base.n // base.period),
           'final_eval_return': float(np.mean(metrics['eval_return'][..., -1]))}
 
