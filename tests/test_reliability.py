@@ -68,31 +68,36 @@ def references(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('config, sig, stop_step', [('quickstart', signal.SIGKILL, 6),
-                                                    ('quickstart', signal.SIGTERM, 3),
-                                                    ('unpg', signal.SIGKILL, 6)])
-def test_interrupted_run_resumes_bit_identical(tmp_path, references, config, sig, stop_step,
-                                               data_dir):
+@pytest.mark.parametrize('config, signals', [('quickstart', (signal.SIGKILL,)),
+                                             ('quickstart', (signal.SIGTERM,)),
+                                             ('unpg', (signal.SIGKILL, signal.SIGTERM))])
+def test_interrupted_run_resumes_bit_identical(tmp_path, references, config, signals, data_dir):
   """SIGKILL loses the steps since the last checkpoint; SIGTERM checkpoints the current step
-  and exits 0. Either way the resumed run ends with the uninterrupted run's parameters,
-  optimizer state, PRNG and metrics file (no duplicated or missing steps)."""
+  and exits 0. Interrupted at random steps (as often as `signals` says), the resumed run ends
+  with the uninterrupted run's parameters, optimizer state, PRNG and metrics file (no
+  duplicated or missing steps)."""
   if config != 'quickstart' and data_dir is None:
     pytest.skip('PAPERS_DATA_DIR is not set')
   reference = references(config)
   args = quickstart_args(tmp_path, config=config)
-  proc = interrupt_at(args, tmp_path, sig, stop_step)
-  if sig == signal.SIGKILL:
-    assert proc.returncode == -signal.SIGKILL
-  else:
-    assert proc.returncode == 0, proc.stderr.read()[-2000:]
-    _, step = latest_state(tmp_path)
-    assert step == read_metrics(tmp_path)[-1]['step'] < 12  # saved where it stopped
+  seed = int.from_bytes(os.urandom(4), 'little')
+  stops = sorted(np.random.default_rng(seed).choice(np.arange(1, 10), len(signals), False))
+  last = 0
+  for sig, stop in zip(signals, stops, strict=True):
+    proc = interrupt_at(args, tmp_path, sig, max(int(stop), last + 1))
+    if sig == signal.SIGKILL:
+      assert proc.returncode == -signal.SIGKILL, f'seed {seed}'
+    else:
+      assert proc.returncode == 0, f'seed {seed}: ' + proc.stderr.read()[-2000:]
+      _, step = latest_state(tmp_path)
+      assert step == read_metrics(tmp_path)[-1]['step'] < 12, f'seed {seed}'  # saved there
+    last = read_metrics(tmp_path)[-1]['step']
   resumed = run_main(*args)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   (a, step_a), (b, step_b) = latest_state(reference), latest_state(tmp_path)
   assert step_a == step_b == 12
   jax.tree.map(np.testing.assert_array_equal, a, b)
-  assert read_metrics(reference) == read_metrics(tmp_path)
+  assert read_metrics(reference) == read_metrics(tmp_path), f'seed {seed}'
 
 
 PROPS_ARGS = ('--config=configs/props/cartpole.py:smoke', '--config.loop.n=64',
