@@ -2,6 +2,9 @@
 focal (prior 0.01), plain BCE (zero bias) or sampling-free (BCE + optimal bias + guided scaling).
 
     python -m common.main --config=configs/sampling_free/mnist_canvas.py:smoke --workdir=/tmp/sf
+
+Data comes from `common.detection.pipeline.load_data`, as for ATSS: MNIST canvases, or a COCO
+folder when `config.data.coco_train` is set (`configs/sampling_free/paper_coco_r50_fpn_1x.py`).
 """
 
 from __future__ import annotations
@@ -29,8 +32,17 @@ ARMS = ('focal', 'bce', 'sampling_free')
 
 
 def dataset_prior(config, train_set, anchors, num_classes: int) -> float:
-  counts = (sfp.anchor_match_counts(anchors, b[m], np.ones(int(m.sum()), bool))
-            for b, m in zip(train_set['boxes'], train_set['mask'], strict=True))
+  """The foreground prior over the training boxes (no images are decoded); with
+  `config.prior_images` > 0, over that many images drawn with a fixed seed."""
+  boxes, mask = train_set['boxes'], train_set['mask']
+  limit = config.get('prior_images', 0)
+  if 0 < limit < len(boxes):
+    rows = np.sort(np.random.default_rng(0).choice(len(boxes), limit, replace=False))
+    boxes, mask = boxes[rows], mask[rows]
+  # one jitted count for the padded [G] boxes + mask of every image (an image without boxes,
+  # COCO has ~1k, counts only background)
+  count = jax.jit(functools.partial(sfp.match_counts, anchors))
+  counts = (tuple(map(int, count(b, m))) for b, m in zip(boxes, mask, strict=True))
   return sfp.optimal_prior(counts, num_classes)
 
 
@@ -78,14 +90,25 @@ def setup(config):
   return tr, val, coco, num_classes, anchors, nums, prior, model
 
 
-def grad_norm_ratio(model, anchors, num_classes, arm, params, batch) -> float:
-  """|d L_cls / d theta| / |d L_reg / d theta| (L_cls after guided scaling when used)."""
-  def parts(p):
+def make_grad_norm_ratio(model, anchors, num_classes, arm):
+  """jit (params, batch) -> |d L_cls / d theta| / |d L_reg / d theta| (L_cls after guided
+  scaling when used)."""
+  def parts(p, batch):
     cls, reg = split_losses(model, anchors, num_classes, arm, p, batch)
     return total_loss(arm, cls, reg)[1]
-  gc = jax.grad(lambda p: parts(p)['cls_loss'])(params)
-  gr = jax.grad(lambda p: parts(p)['reg_loss'])(params)
-  return float(optax.global_norm(gc) / optax.global_norm(gr))
+
+  @jax.jit
+  def ratio(params, batch):
+    gc = jax.grad(lambda p: parts(p, batch)['cls_loss'])(params)
+    gr = jax.grad(lambda p: parts(p, batch)['reg_loss'])(params)
+    return optax.global_norm(gc) / optax.global_norm(gr)
+
+  return ratio
+
+
+def grad_norm_ratio(model, anchors, num_classes, arm, params, batch) -> float:
+  """|d L_cls / d theta| / |d L_reg / d theta| (L_cls after guided scaling when used)."""
+  return float(make_grad_norm_ratio(model, anchors, num_classes, arm)(params, batch))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
@@ -94,9 +117,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   tr, val, coco, num_classes, anchors, nums, prior, model = setup(config)
   with config.unlocked():
     config.prior = prior  # recorded in the run's config
-  params = model.init(jax.random.key(config.seed), jnp.zeros((1,) + tr['image'].shape[1:]))
+  params = jax.jit(model.init)(jax.random.key(config.seed),
+                               jnp.zeros((1,) + tr['image'].shape[1:]))
   first = data.take(tr, np.arange(config.train.batch_size))
-  ratio0 = grad_norm_ratio(model, anchors, num_classes, config.arm, params, first)
+  ratio_fn = make_grad_norm_ratio(model, anchors, num_classes, config.arm)
+  ratio0 = float(ratio_fn(params, first))
 
   def loss_fn(params, batch, rng):
     del rng
@@ -110,8 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   thr = (sfp.adaptive_threshold(prior, num_classes) if config.arm == 'sampling_free'
          else config.post.score_threshold)
   metrics = {'prior': prior, 'threshold': thr, 'grad_ratio_step0': ratio0,
-             'grad_ratio_final': grad_norm_ratio(model, anchors, num_classes, config.arm,
-                                                 params, first)}
+             'grad_ratio_final': float(ratio_fn(params, first))}
   thresholds = {'': thr}
   if config.arm == 'sampling_free':
     thresholds['_thr005'] = 0.05  # eval-only ablation of the same weights

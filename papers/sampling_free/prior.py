@@ -11,22 +11,27 @@ import math
 import pathlib
 from collections.abc import Iterable
 
+import jax
 import jax.numpy as jnp
-import numpy as np
 
 from papers.atss.assigner import iou_assign
+
+
+def match_counts(anchors, gt_boxes, gt_mask, fg_iou: float = 0.5, bg_iou: float = 0.4
+                 ) -> tuple[jax.Array, jax.Array]:
+  """`anchor_match_counts` as arrays, jittable (padded gts are masked out by gt_mask)."""
+  gt_mask = jnp.asarray(gt_mask, bool)
+  out = iou_assign(jnp.asarray(anchors, jnp.float32), jnp.asarray(gt_boxes, jnp.float32),
+                   jnp.ones(gt_mask.shape, jnp.int32), gt_mask, fg_iou, bg_iou)
+  return (out['labels'] > 0).sum(), (out['labels'] >= 0).sum()
 
 
 def anchor_match_counts(anchors, gt_boxes, gt_mask, fg_iou: float = 0.5, bg_iou: float = 0.4
                         ) -> tuple[int, int]:
   """(num_fg, num_fg + num_bg) anchors of one image under the IoU matcher with low-quality
   matches; anchors between the thresholds are excluded from both."""
-  gt_mask = np.asarray(gt_mask, bool)
-  labels = np.ones(len(gt_mask), np.int32)
-  out = iou_assign(jnp.asarray(anchors, jnp.float32), jnp.asarray(gt_boxes, jnp.float32),
-                   jnp.asarray(labels), jnp.asarray(gt_mask), fg_iou, bg_iou)
-  lab = np.asarray(out['labels'])
-  return int((lab > 0).sum()), int((lab >= 0).sum())
+  fg, total = match_counts(anchors, gt_boxes, gt_mask, fg_iou, bg_iou)
+  return int(fg), int(total)
 
 
 def optimal_prior(counts_iterable: Iterable[tuple[int, int]], num_classes: int) -> float:
