@@ -1,4 +1,5 @@
-"""One training run with a per-round data budget on MNIST (8k train / 2k test split).
+"""One training run with a per-round data budget on MNIST (8k train / 2k test split), or on
+CIFAR-10 when `config.data.cifar10_dir` is set (`configs/rs2/paper_cifar10.py`).
 
     python -m common.main --config=configs/rs2/mnist.py:rs2 --workdir=/tmp/rs2
     python -m common.main --config=configs/rs2/mnist.py:static,smoke --workdir=/tmp/rs2_smoke
@@ -69,12 +70,53 @@ def load_split(data_dir: str = '', num_train: int = 8000, num_test: int = 2000
     images, labels = _mnist(str(root))
   if num_train + num_test > len(images):
     raise cfglib.ConfigError(f'num_train + num_test = {num_train + num_test} > {len(images)} '
-                             'examples: lower config.data.num_train')
+                             'MNIST examples: lower config.data.num_train (or set '
+                             'config.data.cifar10_dir for CIFAR-10)')
   perm = np.random.default_rng(0).permutation(len(images))
   x = images[perm].astype(np.float32)[..., None] / 255.0
   y = labels[perm].astype(np.int32)
   return (x[:num_train], y[:num_train], x[num_train:num_train + num_test],
           y[num_train:num_train + num_test])
+
+
+def load_cifar10_split(root: str, num_train: int = 50_000, num_test: int = 10_000
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """(train x [N,32,32,3] uint8, train y, test x, test y): the first num_train / num_test images
+  of CIFAR-10's train / test files (python or binary format, `common.data.load_cifar10`)."""
+  train_x, train_y = data.load_cifar10(root, 'train')
+  test_x, test_y = data.load_cifar10(root, 'test')
+  for name, want, have in (('num_train', num_train, len(train_x)),
+                           ('num_test', num_test, len(test_x))):
+    if want > have:
+      raise cfglib.ConfigError(f'config.data.{name}={want} > {have} images in {root}: lower it')
+  return train_x[:num_train], train_y[:num_train], test_x[:num_test], test_y[:num_test]
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """CIFAR-10 when `data.cifar10_dir` is set, else the MNIST split (`load_split`)."""
+  d = config.data
+  if d.get('cifar10_dir', ''):
+    return load_cifar10_split(d.cifar10_dir, d.num_train, d.num_test)
+  return load_split(d.data_dir, d.num_train, d.num_test)
+
+
+def as_float(images: np.ndarray) -> np.ndarray:
+  """uint8 images -> float32 in [0, 1] (float images pass through)."""
+  return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
+
+
+def augment(images: np.ndarray, seed: int, step: int, pad: int = 4) -> np.ndarray:
+  """CIFAR augmentation, pure in (seed, step): random crop from a `pad`-zero-padded image and a
+  random horizontal flip (as the paper's DeepCore training does)."""
+  rng = np.random.default_rng([seed, step, 1])
+  n, h, w = images.shape[:3]
+  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  dy, dx = rng.integers(0, 2 * pad + 1, (2, n))
+  rows = dy[:, None] + np.arange(h)[None]
+  cols = dx[:, None] + np.arange(w)[None]
+  flip = rng.random(n) < 0.5
+  cols = np.where(flip[:, None], cols[:, ::-1], cols)
+  return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -133,10 +175,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
   config = with_steps(config)
-  train_x, train_y, test_x, test_y = load_split(config.data.data_dir, config.data.num_train,
-                                                config.data.num_test)
+  train_x, train_y, test_x, test_y = load_data(config)
   model = Classifier(tuple(config.model.features))
-  params = model.init(jax.random.key(config.seed), train_x[:1])
+  params = model.init(jax.random.key(config.seed), as_float(train_x[:1]))
   loss_fn, eval_fn = make_loss_and_eval(model)
   # --- data: the sampler's batch at step t is pure in (seed, t), so resume is exact --------
   step_indices = subsets.batch_sampler(config.data.sampler.to_dict(), len(train_x),
@@ -144,12 +185,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   arrays = {'image': train_x, 'label': train_y}
 
   def train_batch(step: int):
-    return data.take(arrays, step_indices(step))
+    batch = data.take(arrays, step_indices(step))
+    if config.data.get('augment', False):
+      batch['image'] = augment(batch['image'], config.seed, step)
+    return {'image': as_float(batch['image']), 'label': batch['label']}
 
   def eval_batches():
     b = config.train.eval_batch_size
     for s in range(0, len(test_x), b):
-      yield {'image': test_x[s:s + b], 'label': test_y[s:s + b]}
+      yield {'image': as_float(test_x[s:s + b]), 'label': test_y[s:s + b]}
 
   return train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
                    train_batch=train_batch, eval_fn=eval_fn, eval_batches=eval_batches)
