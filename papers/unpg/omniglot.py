@@ -3,6 +3,11 @@ CosFace), with or without UNPG, on 136 characters; verify on 156 unseen characte
 
     python -m common.main --config=configs/unpg/omniglot.py:arcface,unpg,smoke --workdir=/tmp/u
 
+With `config.data.image_folder` set (`configs/unpg/paper_ms1m.py`), it trains on an image tree
+`root/<identity>/<image>` instead (read with `common.data.ImageFolder`, decoded per batch) and
+verifies on held-out identities: the last `data.held_out_identities` of the sorted identity
+folders, or every identity of `data.eval_image_folder` when that is set.
+
 The trainer is `common.train.fit`; batches are identity-balanced (P classes x K drawers).
 Under data parallelism the loss runs on the global batch (jit + NamedSharding), so UNPG's
 negative pairs come from every device, as gathering the features would give.
@@ -10,6 +15,7 @@ negative pairs come from every device, as gathering the features would give.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import os
@@ -49,8 +55,53 @@ def synthetic_split(num_classes: int, per_class: int, image_size: int, seed: int
   return (protos[labels] ^ noise).astype(np.float32), labels
 
 
+class FolderImages:
+  """Rows of an `ImageFolder` as a lazy float32 array [N, S, S, C] in [0, 1]: indexing (an int,
+  slice or row array) decodes just those images, in a thread pool."""
+
+  def __init__(self, folder: data.ImageFolder, rows: np.ndarray, workers: int = 8):
+    self.folder, self.rows, self.workers = folder, np.asarray(rows, np.int64), workers
+    self.shape = (len(self.rows), folder.image_size, folder.image_size, folder.channels)
+    self.dtype = np.dtype(np.float32)
+
+  def __len__(self) -> int:
+    return len(self.rows)
+
+  def __getitem__(self, index) -> np.ndarray:
+    picked = self.rows[index]
+    flat = np.atleast_1d(picked).tolist()
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(self.workers, len(flat)))) as pool:
+      images = list(pool.map(self.folder.image, flat))
+    batch = np.stack(images).astype(np.float32) / 255.0 if images else np.zeros(
+        (0,) + self.shape[1:], np.float32)
+    return batch[0] if np.ndim(picked) == 0 else batch
+
+
+def load_image_folder(config: ml_collections.ConfigDict):
+  """(train images, train labels, test images, test labels) of `data.image_folder`; the test
+  identities are held out of training (see the module docstring)."""
+  d = config.data
+  folder = data.ImageFolder(d.image_folder, d.image_size)
+  if d.get('eval_image_folder', ''):
+    evaluation = data.ImageFolder(d.eval_image_folder, d.image_size)
+    return (FolderImages(folder, np.arange(len(folder))), folder.labels,
+            FolderImages(evaluation, np.arange(len(evaluation))), evaluation.labels)
+  held, num_ids = d.held_out_identities, len(folder.classes)
+  if not 2 <= held <= num_ids - config.train.classes_per_batch:
+    raise cfglib.ConfigError(
+        f'config.data.held_out_identities={held} must be in [2, {num_ids} identities - '
+        f'train.classes_per_batch={config.train.classes_per_batch}] for {d.image_folder}: '
+        'change it or set data.eval_image_folder')
+  cut = num_ids - held
+  train_rows, test_rows = np.flatnonzero(folder.labels < cut), np.flatnonzero(folder.labels >= cut)
+  return (FolderImages(folder, train_rows), folder.labels[train_rows],
+          FolderImages(folder, test_rows), folder.labels[test_rows] - cut)
+
+
 def load_data(config: ml_collections.ConfigDict):
   """(train images, train labels, test images, test labels)."""
+  if config.data.get('image_folder', ''):
+    return load_image_folder(config)
   root = data.data_dir(config.data.data_dir)
   size = config.data.image_size
   if root is None:
@@ -94,19 +145,21 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if not config.loss.wisk >= 0:
     raise cfglib.ConfigError(f'config.loss.wisk={config.loss.wisk} must be >= 0 '
                              '(inf keeps every negative pair): pass --config.loss.wisk=1.5')
-  if config.train.classes_per_batch > 136:
+  if not config.data.get('image_folder', '') and config.train.classes_per_batch > 136:
     raise cfglib.ConfigError(f'config.train.classes_per_batch={config.train.classes_per_batch} '
                              '> 136 training characters: pass 64')
 
 
-def embed(model: nn.Module, params, images: np.ndarray, batch_size: int = 520) -> np.ndarray:
-  """Embeddings of all images, in fixed-size batches (the last one padded)."""
+def embed(model: nn.Module, params, images, batch_size: int = 520) -> np.ndarray:
+  """Embeddings of all images (an array or a lazy `FolderImages`), in fixed-size batches (the
+  last one padded)."""
   apply = jax.jit(model.apply)
   n = len(images)
-  pad = -n % batch_size
-  padded = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-  out = [np.asarray(apply(params, padded[s:s + batch_size]))
-         for s in range(0, len(padded), batch_size)]
+  out = []
+  for s in range(0, n, batch_size):
+    x = np.asarray(images[s:s + batch_size])
+    x = np.concatenate([x, np.zeros((batch_size - len(x), *x.shape[1:]), x.dtype)])
+    out.append(np.asarray(apply(params, x)))
   return np.concatenate(out)[:n]
 
 

@@ -14,7 +14,9 @@ import numpy as np
 def class_index(labels: np.ndarray) -> list[np.ndarray]:
   """Example indices of each class 0..C-1."""
   labels = np.asarray(labels)
-  return [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+  order = np.argsort(labels, kind='stable')  # one sort, not a scan per class (85k faces ids)
+  counts = np.bincount(labels, minlength=int(labels.max()) + 1)
+  return np.split(order, np.cumsum(counts)[:-1])
 
 
 def identity_balanced_batch(by_class: list[np.ndarray], classes_per_batch: int,
