@@ -12,6 +12,8 @@ per paper: its own loss, loader and optimizer) live in `benchmarks/workloads.py`
 `python -m common.report` puts the table in WORKSPACE.md. RL loops (`--paper=props`) are not one
 step: `benchmarks/rl.py` measures env steps per second end to end (rows under `rl_rows`). A run
 merges its rows into an existing results file, so one paper can be re-measured alone.
+`--quick` is a smoke run of every code path (CI): smoke-config shapes, one device, XLA backend
+optimisation off (half the compile time), PyTorch on one thread; its figures are not the table's.
 """
 
 from __future__ import annotations
