@@ -178,7 +178,7 @@ class FitResult:
   seconds: float = 0.0
 
 
-class _Preemption:
+class Preemption:
   """Turns SIGTERM into a flag the loop checks, so the run checkpoints and exits cleanly."""
 
   def __init__(self):
@@ -265,7 +265,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
   lr_at = make_schedule(config.optim, cfg.steps)
   progress = tqdm.tqdm(total=cfg.steps, initial=start, disable=jax.process_index() != 0,
                        mininterval=2.0, desc=os.path.basename(workdir.rstrip('/')))
-  with _Preemption() as preemption:
+  with Preemption() as preemption:
     for step in range(start, cfg.steps):
       state, metrics = train_step(state, parallel.shard_batch(train_batch(step), mesh))
       done = step + 1

@@ -95,7 +95,7 @@ def train_gymnax(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer.write_scalars(0, _block_scalars({'eval_return': np.asarray(first)}))
   block = jax.jit(jax.vmap(runner.block), donate_argnums=0)
   preempted, steps_run = False, 0
-  with trainlib._Preemption() as preemption:
+  with trainlib.Preemption() as preemption:
     for b in range(start // steps_per_block, runner.blocks):
       carry, metrics = block(carry)
       done = (b + 1) * steps_per_block
