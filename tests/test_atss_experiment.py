@@ -1,15 +1,13 @@
-"""ATSS detector: loss on 8 devices == 1 device, and the paper-scale config end to end (tiny)."""
-
-import json
+"""ATSS detector: loss on 8 devices == 1 device, and the paper config's 1x schedule (its one
+step on a COCO folder is in tests/test_paper_data.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from common import parallel
+from common import parallel, train
 from common.detection import data as D
 from common.detection import pipeline
 from configs.atss import mnist_canvas, paper_coco_r50_fpn_1x
@@ -41,22 +39,7 @@ def test_loss_and_grads_8_devices_equal_1():
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
 
 
-@pytest.mark.slow
-def test_paper_config_one_step_on_tiny_coco_folder(tmp_path):
-  ds = D.make_canvases(4, 0, canvas=64, max_size=40)
-  ann, img_dir = D.write_coco_folder(ds, len(D.SHAPES), tmp_path / 'coco')
-  config = paper_coco_r50_fpn_1x.get_config('tiny')
-  config.num_devices = 1
-  config.data.coco_train = f'{ann}:{img_dir}'
-  assert paper_coco_r50_fpn_1x.get_config().detector.fpn_features == 256
-  result = experiment.train_and_evaluate(config, str(tmp_path / 'work'))
-  m = result.eval_metrics
-  assert int(result.state.step) == 1 and 'AP' in m and np.isfinite(m['pos_per_gt'])
-  assert json.loads((tmp_path / 'work' / 'eval.json').read_text())['AP'] == m['AP']
-
-
 def test_paper_schedule_steps_down_at_60k_and_80k():
-  from common import train
   optim = paper_coco_r50_fpn_1x.get_config().optim
   lr = train.make_schedule(optim, 90_000)
   want = {0: 0.0, 250: 0.005, 500: 0.01, 59_999: 0.01, 60_000: 1e-3, 79_999: 1e-3, 80_000: 1e-4,

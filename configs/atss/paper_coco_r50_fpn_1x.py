@@ -48,7 +48,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.eval_batch_size = 8
   if 'tiny' in args:  # the harness / test size: one step on a small COCO-format folder
     c.num_devices = 1
-    c.data.update(canvas=64, max_objects=4)
+    c.data.update(canvas=64, max_objects=4, num_train=8, num_val=4)  # MNIST-canvas fallback
     c.detector.update(strides=(8, 16, 32, 64, 128), anchor_sizes=(8., 16., 32., 64., 128.),
                       backbone_features=(8, 8, 8, 8), fpn_features=8, num_convs=1)
     c.train.update(steps=1, batch_size=2, log_every=1, checkpoint_every=1)

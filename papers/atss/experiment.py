@@ -113,7 +113,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   tr, val, coco, num_classes = pipeline.load_data(config)
   anchors, num_per_level = pipeline.anchors_from_config(config)
   model = build_model(config, num_classes)
-  params = model.init(jax.random.key(config.seed), jnp.zeros((1,) + tr['image'].shape[1:]))
+  params = pipeline.init_params(model, config.seed, tr['image'].shape[1:])
   anchors_j = jnp.asarray(anchors)
 
   def loss_fn(params, batch, rng):

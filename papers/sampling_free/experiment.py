@@ -91,16 +91,17 @@ def setup(config):
 
 
 def make_grad_norm_ratio(model, anchors, num_classes, arm):
-  """jit (params, batch) -> |d L_cls / d theta| / |d L_reg / d theta| (L_cls after guided
-  scaling when used)."""
+  """(params, batch) -> |d L_cls / d theta| / |d L_reg / d theta| (L_cls after guided scaling
+  when used)."""
   def parts(p, batch):
     cls, reg = split_losses(model, anchors, num_classes, arm, p, batch)
     return total_loss(arm, cls, reg)[1]
 
-  @jax.jit
   def ratio(params, batch):
-    gc = jax.grad(lambda p: parts(p, batch)['cls_loss'])(params)
-    gr = jax.grad(lambda p: parts(p, batch)['reg_loss'])(params)
+    out, vjp = jax.vjp(lambda p: parts(p, batch), params)  # one forward, two backward passes
+    one, zero = jnp.ones_like(out['cls_loss']), jnp.zeros_like(out['cls_loss'])
+    gc, = vjp({'cls_loss': one, 'reg_loss': zero})
+    gr, = vjp({'cls_loss': zero, 'reg_loss': one})
     return optax.global_norm(gc) / optax.global_norm(gr)
 
   return ratio
@@ -108,7 +109,7 @@ def make_grad_norm_ratio(model, anchors, num_classes, arm):
 
 def grad_norm_ratio(model, anchors, num_classes, arm, params, batch) -> float:
   """|d L_cls / d theta| / |d L_reg / d theta| (L_cls after guided scaling when used)."""
-  return float(make_grad_norm_ratio(model, anchors, num_classes, arm)(params, batch))
+  return float(jax.jit(make_grad_norm_ratio(model, anchors, num_classes, arm))(params, batch))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
@@ -117,10 +118,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   tr, val, coco, num_classes, anchors, nums, prior, model = setup(config)
   with config.unlocked():
     config.prior = prior  # recorded in the run's config
-  params = jax.jit(model.init)(jax.random.key(config.seed),
-                               jnp.zeros((1,) + tr['image'].shape[1:]))
+  params = pipeline.init_params(model, config.seed, tr['image'].shape[1:])
   first = data.take(tr, np.arange(config.train.batch_size))
-  ratio_fn = make_grad_norm_ratio(model, anchors, num_classes, config.arm)
+  # measured at step 0 and at the end only: compiled once, unoptimised
+  ratio_fn = pipeline.compile_once(make_grad_norm_ratio(model, anchors, num_classes, config.arm),
+                                   params, first)
   ratio0 = float(ratio_fn(params, first))
 
   def loss_fn(params, batch, rng):
@@ -139,10 +141,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   thresholds = {'': thr}
   if config.arm == 'sampling_free':
     thresholds['_thr005'] = 0.05  # eval-only ablation of the same weights
+  predict = pipeline.make_predict(model, anchors, nums, config.data.canvas, config.post)
   for suffix, t in thresholds.items():
-    predict = pipeline.make_predict(model, anchors, nums, config.data.canvas, config.post, t)
-    m = pipeline.coco_eval(predict, params, val, coco, config.eval_batch_size,
-                           tuple(config.eval_area_ranges))
+    m = pipeline.coco_eval(functools.partial(predict, score_threshold=t), params, val, coco,
+                           config.eval_batch_size, tuple(config.eval_area_ranges))
     metrics.update({k + suffix: v for k, v in m.items()})
   result.eval_metrics = metrics
   with open(os.path.join(workdir, 'eval.json'), 'w') as f:
