@@ -23,7 +23,7 @@ instead of keeping the aspect ratio; at most `data.max_objects` (100) non-crowd 
 are kept; COCO AP is computed on that resized ground truth (crowd regions are not ignored, and
 the small/medium/large bins are taken in canvas pixels); warmup starts at 0, not lr / 3.
 `:tiny` keeps every setting but shrinks sizes to one step on a CPU (`tests/test_paper_configs.py`,
-and on a COCO folder in `tests/test_atss_experiment.py`).
+and on a COCO json + JPEG folder in `tests/test_paper_data.py`).
 """
 
 import ml_collections

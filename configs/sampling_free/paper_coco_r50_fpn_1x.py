@@ -28,7 +28,7 @@ ImageNet-pretrained ResNet-50), square `data.canvas` (800) resize, at most `data
 (100) non-crowd boxes per image, COCO AP on that resized ground truth, warmup from 0; NMS 0.55
 as in `configs/sampling_free/mnist_canvas.py`. `:tiny` keeps every setting but shrinks sizes to
 one step on a CPU (`tests/test_paper_configs.py`, and on a COCO folder in
-`tests/test_sampling_free_experiment.py`).
+`tests/test_paper_data.py`).
 """
 
 import ml_collections
