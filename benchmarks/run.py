@@ -119,6 +119,9 @@ def merge_results(path: pathlib.Path, result: dict[str, Any]) -> dict[str, Any]:
              for r in result.get(key, [])}
     kept = [fresh.pop(r['entry'], r) for r in old.get(key, [])]
     result[key] = kept + list(fresh.values())
+  if old and not any(r['command'] == result['command'] for r in result['rows']):
+    for k in ('command', 'date', 'roofline_flop_per_s', 'wall_time_s'):  # an RL-only run: the
+      result[k] = old.get(k, result.get(k))  # header stays that of the supervised rows' run
   return result
 
 

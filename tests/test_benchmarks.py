@@ -46,7 +46,7 @@ def test_unknown_entry_is_refused():
 def test_one_paper_run_merges_into_existing_results(tmp_path):
   from benchmarks.run import merge_results
   path = tmp_path / 'results.json'
-  path.write_text(json.dumps({'command': 'all', 'date': 'd0', 'rows': [
+  path.write_text(json.dumps({'command': 'all', 'date': 'd0', 'roofline_flop_per_s': 1.0, 'rows': [
       {'entry': 'lm', 'step_s': 1.0}, {'entry': 'convnet', 'step_s': 2.0}]}))
   new = {'command': 'props', 'date': 'd1', 'rows': [{'entry': 'convnet', 'step_s': 3.0}],
          'rl_rows': [{'entry': 'props/ppo'}]}
@@ -54,3 +54,8 @@ def test_one_paper_run_merges_into_existing_results(tmp_path):
   assert [(r['entry'], r['step_s'], r['command'], r['date']) for r in merged['rows']] == [
       ('lm', 1.0, 'all', 'd0'), ('convnet', 3.0, 'props', 'd1')]
   assert [(r['entry'], r['command']) for r in merged['rl_rows']] == [('props/ppo', 'props')]
+  assert merged['command'] == 'props'
+  rl_only = merge_results(path, {'command': 'rl', 'date': 'd2', 'roofline_flop_per_s': 2.0,
+                                 'rows': [], 'rl_rows': [{'entry': 'props/ppo'}]})
+  assert (rl_only['command'], rl_only['date'], rl_only['roofline_flop_per_s']) == ('all', 'd0', 1.0)
+  assert [r['command'] for r in rl_only['rl_rows']] == ['rl']
