@@ -95,9 +95,23 @@ def bench_table(bench: dict) -> str:
            fmt(r['dp8_over_dp1'], '.2f')) for r in bench['rows']]
   head = (f'Measured by `{bench["command"]}` on {bench["date"]} ({bench["machine"]}); float32 '
           f'matmul roofline {bench["roofline_flop_per_s"] / 1e9:.1f} GFLOP/s.\n\n')
-  return head + markdown_table(
+  table = head + markdown_table(
       ('entry', 'shape', 'compile s', 'step ms', 'GFLOP/s', 'of roofline', 'PyTorch ms',
        'JAX speed-up', 'loader / step', '8 dev / 1 dev time'), rows)
+  rl = bench.get('rl_rows', [])
+  if not rl:
+    return table
+  rows = [(r['entry'], r['shape'], fmt(r['jax_compile_s'], '.1f'),
+           fmt(r['jax_env_steps_per_s'], '.0f'),
+           fmt(r.get('vmap_env_steps_per_s'), '.0f') + f' ({r["vmap_seeds"]} seeds)',
+           fmt(r['torch_env_steps_per_s'], '.0f'), fmt(r['jax_over_torch'], '.1f'),
+           fmt(r.get('vmap_over_torch'), '.1f')) for r in rl]
+  return table + (f'\n\nPPO / PROPS end to end (collection + updates), measured by '
+                  f'`{rl[0]["command"]}` on {rl[0]["date"]}: env steps/s of the jitted loop '
+                  '(compile excluded) against the same loop in the official PyTorch style.\n\n'
+                  ) + markdown_table(
+      ('entry', 'setting', 'compile s', 'JAX env steps/s (1 seed)', 'JAX vmapped',
+       'PyTorch env steps/s', 'JAX / PyTorch (1 seed)', 'JAX vmapped / PyTorch'), rows)
 
 
 def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
