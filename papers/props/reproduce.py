@@ -41,11 +41,11 @@ HERE = pathlib.Path(__file__).resolve().parent
 FULL = dict(seeds=(0, 1, 2, 3, 4), bandit_k=10, bandit_n=512, bandit_m=4, bandit_trials=128,
             fixed_n=256, fixed_b=8, fixed_m=64, rl_steps=8192, rl_n=256, rl_m=64,
             eval_every=4, se_steps=50, mujoco_env='Hopper-v5', mujoco_steps=24576, mujoco_n=1024,
-            mujoco_m=256, mujoco_eval_every=4, speed_steps=16384)
+            mujoco_m=256, mujoco_eval_every=4, speed_steps=16384, speed_seed_factors=(1, 4))
 QUICK = dict(seeds=(0, 1), bandit_k=4, bandit_n=32, bandit_m=4, bandit_trials=8,
              fixed_n=128, fixed_b=2, fixed_m=64, rl_steps=1024, rl_n=256, rl_m=64,
              eval_every=2, se_steps=10, mujoco_env='Hopper-v5', mujoco_steps=512, mujoco_n=256,
-             mujoco_m=128, mujoco_eval_every=1, speed_steps=2048)
+             mujoco_m=128, mujoco_eval_every=1, speed_steps=2048, speed_seed_factors=(1,))
 OFFICIAL_PYTORCH_STEPS_PER_CPU_S = 210  # PROPS on Hopper, the official code (issue 4)
 
 
@@ -121,13 +121,13 @@ def _timed_run(runner, keys, steps: int) -> tuple[dict, dict]:
 def run_official_schedule_speed(s: dict, seeds) -> dict:
   """PROPS env steps/s of the jitted CartPole loop at the official Hopper schedule (n=2048,
   m=256, PPO 10 x 32 minibatches, behaviour 16 x 16), no sampling-error measurement, for the
-  reproduction's seeds and for 4x as many vmapped in the same program."""
+  reproduction's seeds and (full run) for 4x as many vmapped in the same program."""
   env, params = gymnax.make('CartPole-v1')
   base = looplib.LoopConfig(total_steps=s['speed_steps'], n=2048, m=256, eval_every=1,
                             eval_episodes=1, ppo=dataclasses.replace(ppo_config(), minibatches=32))
   runner = P.make_runner(env, params, 'props', base, P.PROPSConfig())
   out = {}
-  for count in (len(seeds), 4 * len(seeds)):
+  for count in (f * len(seeds) for f in s['speed_seed_factors']):
     keys = jnp.stack([jax.random.key(1000 + i) for i in range(count)])
     out[count] = _timed_run(runner, keys, s['speed_steps'])[1]
   return out
