@@ -290,7 +290,6 @@ def sampling_free_workload(quick: bool) -> Workload:
   The prior is counted on the first 64 training images (the experiment counts all; only the
   initial bias value depends on it, not the step's cost)."""
   from common.detection import pipeline
-  from common.detection.model import DenseDetector
   from configs.sampling_free import mnist_canvas
   from papers.sampling_free import experiment as sf
   from papers.sampling_free import prior as sfp
@@ -299,13 +298,7 @@ def sampling_free_workload(quick: bool) -> Workload:
   anchors, nums = pipeline.anchors_from_config(config)
   head = {k: v[:64] for k, v in tr.items()}
   bias = sfp.bias_from_prior(sf.dataset_prior(config, head, anchors, num_classes))
-  det = config.detector
-  model = DenseDetector(num_classes=num_classes,
-                        num_anchors=len(det.aspect_ratios) * len(det.scales),
-                        backbone_features=tuple(det.backbone_features),
-                        fpn_features=det.fpn_features, num_levels=len(det.strides),
-                        num_convs=det.num_convs, prior_bias=bias, centerness=False,
-                        first_stride=det.strides[0])
+  model = pipeline.detector_from_config(config, num_classes, prior_bias=bias, centerness=False)
   params = _init(model, jnp.zeros((1,) + tr['image'].shape[1:]), config.seed)
 
   def loss_fn(params, batch, rng):  # as papers/sampling_free/experiment.train_and_evaluate

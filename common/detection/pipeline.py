@@ -20,6 +20,7 @@ import numpy as np
 from common.detection import boxes as boxlib
 from common.detection import data as detdata
 from common.detection import evaluation
+from common.detection.model import DenseDetector
 
 
 @functools.lru_cache(maxsize=4)
@@ -51,6 +52,17 @@ def anchors_from_config(config: ml_collections.ConfigDict) -> tuple[np.ndarray, 
   det = config.detector
   return boxlib.pyramid_anchors(config.data.canvas, det.strides, det.anchor_sizes,
                                 det.aspect_ratios, det.scales, det.convention)
+
+
+def detector_from_config(config: ml_collections.ConfigDict, num_classes: int,
+                         **head) -> DenseDetector:
+  """The dense detector of `config.detector`; `head` sets centerness / prior_bias."""
+  det = config.detector
+  return DenseDetector(num_classes=num_classes,
+                       num_anchors=len(det.aspect_ratios) * len(det.scales),
+                       backbone_features=tuple(det.backbone_features),
+                       fpn_features=det.fpn_features, num_levels=len(det.strides),
+                       num_convs=det.num_convs, first_stride=det.strides[0], **head)
 
 
 def compile_once(fn, *args):

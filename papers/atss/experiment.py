@@ -59,13 +59,7 @@ def atss_loss(cls_logits, box_deltas, ctr_logits, anchors, gt_boxes, assigned_gt
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int) -> DenseDetector:
-  det = config.detector
-  return DenseDetector(num_classes=num_classes,
-                       num_anchors=len(det.aspect_ratios) * len(det.scales),
-                       backbone_features=tuple(det.backbone_features),
-                       fpn_features=det.fpn_features, num_levels=len(det.strides),
-                       num_convs=det.num_convs, centerness=True,
-                       first_stride=det.strides[0])
+  return pipeline.detector_from_config(config, num_classes, centerness=True)
 
 
 def assignment_stats(config, anchors, num_per_level, val: dict, bins,

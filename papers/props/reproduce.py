@@ -153,6 +153,18 @@ def run_mujoco(s: dict, seeds) -> dict:
   return out
 
 
+def return_curves(ax, runs: dict, steps_per_eval: int, title: str) -> None:
+  """Mean eval return per arm over env steps, +- one standard error over seeds."""
+  x = np.arange(runs['ppo']['eval_return'].shape[1]) * steps_per_eval
+  for arm in P.ARMS:
+    r = runs[arm]['eval_return']
+    se = r.std(0) / np.sqrt(len(r))
+    ax.plot(x, r.mean(0), label=arm)
+    ax.fill_between(x, r.mean(0) - se, r.mean(0) + se, alpha=0.2)
+  ax.set(xlabel='env steps', ylabel='eval return', title=title)
+  ax.legend()
+
+
 def plot(path, s, bandit_se, fixed, rl, mujoco):
   fig, axes = plt.subplots(1, 5, figsize=(21, 3.8))
   n = np.arange(1, s['bandit_n'] + 1)
@@ -170,15 +182,7 @@ def plot(path, s, bandit_se, fixed, rl, mujoco):
   ax.set(xscale='log', yscale='log', xlabel='samples', ylabel='sampling error',
          title='CartPole, fixed network target')
   ax.legend()
-  ax = axes[2]
-  x = np.arange(rl['ppo']['eval_return'].shape[1]) * s['rl_n'] * s['eval_every']
-  for arm in P.ARMS:
-    r = rl[arm]['eval_return']
-    ax.plot(x, r.mean(0), label=arm)
-    ax.fill_between(x, r.mean(0) - r.std(0) / np.sqrt(len(r)), r.mean(0) + r.std(0) /
-                    np.sqrt(len(r)), alpha=0.2)
-  ax.set(xlabel='env steps', ylabel='eval return', title='CartPole-v1 (gymnax)')
-  ax.legend()
+  return_curves(axes[2], rl, s['rl_n'] * s['eval_every'], 'CartPole-v1 (gymnax)')
   ax = axes[3]
   xs = np.arange(1, rl['ppo']['se/sampling_error'].shape[1] + 1) * s['rl_n']
   for arm in P.ARMS:
@@ -186,15 +190,8 @@ def plot(path, s, bandit_se, fixed, rl, mujoco):
   ax.set(yscale='log', xlabel='env steps', ylabel='sampling error (before PPO update)',
          title='Sampling error during training (CartPole)')
   ax.legend()
-  ax = axes[4]
-  x = np.arange(mujoco['ppo']['eval_return'].shape[1]) * s['mujoco_n'] * s['mujoco_eval_every']
-  for arm in P.ARMS:
-    r = mujoco[arm]['eval_return']
-    ax.plot(x, r.mean(0), label=arm)
-    ax.fill_between(x, r.mean(0) - r.std(0) / np.sqrt(len(r)), r.mean(0) + r.std(0) /
-                    np.sqrt(len(r)), alpha=0.2)
-  ax.set(xlabel='env steps', ylabel='eval return', title=f'{s["mujoco_env"]} (gymnasium)')
-  ax.legend()
+  return_curves(axes[4], mujoco, s['mujoco_n'] * s['mujoco_eval_every'],
+                f'{s["mujoco_env"]} (gymnasium)')
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

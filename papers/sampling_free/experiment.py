@@ -23,7 +23,6 @@ from common import config as cfglib
 from common import data, parallel, train
 from common.detection import boxes as boxlib
 from common.detection import pipeline
-from common.detection.model import DenseDetector
 from papers.atss.assigner import iou_assign
 from papers.sampling_free import loss as sfl
 from papers.sampling_free import prior as sfp
@@ -80,13 +79,7 @@ def setup(config):
     bias = sfp.bias_from_prior(prior)
   else:
     prior, bias = (0.01, sfp.bias_from_prior(0.01)) if config.arm == 'focal' else (0.5, 0.0)
-  det = config.detector
-  model = DenseDetector(num_classes=num_classes,
-                        num_anchors=len(det.aspect_ratios) * len(det.scales),
-                        backbone_features=tuple(det.backbone_features),
-                        fpn_features=det.fpn_features, num_levels=len(det.strides),
-                        num_convs=det.num_convs, prior_bias=bias, centerness=False,
-                        first_stride=det.strides[0])
+  model = pipeline.detector_from_config(config, num_classes, prior_bias=bias, centerness=False)
   return tr, val, coco, num_classes, anchors, nums, prior, model
 
 
