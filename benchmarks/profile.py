@@ -28,7 +28,7 @@ import jax  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from benchmarks.run import ENTRIES  # noqa: E402
-from common import parallel, train  # noqa: E402
+from common import parallel  # noqa: E402
 
 _NOT_OPS = ('Thunk', '$', 'Pjit', 'Common', 'Slinky', 'PjRt', 'Pjrt', 'Execute')
 
@@ -40,12 +40,7 @@ def op_kind(name: str) -> str:
 
 def profile(name: str, quick: bool, steps: int = 5, top: int = 10) -> dict[str, Any]:
   workload = ENTRIES[name](quick)
-  if workload.step is None:
-    tx = train.make_optimizer(workload.optim, workload.total_steps)
-    step = train.make_train_step(workload.loss_fn, tx)
-    state = train.init_state(workload.params, tx, 0)
-  else:
-    step, state = workload.step, workload.state
+  step, state = workload.step_and_state()
   mesh = parallel.make_mesh(1)
   state = parallel.replicate(state, mesh)
   batch = parallel.shard_batch(workload.loader(0), mesh)

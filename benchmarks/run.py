@@ -35,7 +35,7 @@ import jax  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks import workloads as wl  # noqa: E402
 from benchmarks.workloads import Workload  # noqa: E402
-from common import parallel, train  # noqa: E402
+from common import parallel  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -71,12 +71,7 @@ def measure(name: str, workload: Workload, roofline: float, repeats: int,
 
   PyTorch's OpenMP threads spin at barriers: when another process holds a core, its step with
   one thread per core can run 10x slower, so each count in `torch_threads` is timed."""
-  if workload.step is None:
-    tx = train.make_optimizer(workload.optim, workload.total_steps)
-    step = train.make_train_step(workload.loss_fn, tx)
-    state = train.init_state(workload.params, tx, 0)
-  else:
-    step, state = workload.step, workload.state
+  step, state = workload.step_and_state()
   batch = workload.loader(0)
   row: dict[str, Any] = {'entry': name, 'shape': workload.note}
   for n in devices:

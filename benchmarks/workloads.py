@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from benchmarks import harness
-from common import data, lm
+from common import data, lm, train
 from common.models.convnet import ConvNet
 from common.models.transformer import Transformer
 
@@ -45,6 +45,13 @@ class Workload:
   step: Callable | None = None
   state: Any = None
   total_steps: int = 1000
+
+  def step_and_state(self) -> tuple[Callable, Any]:
+    """The training step and its initial state."""
+    if self.step is not None:
+      return self.step, self.state
+    tx = train.make_optimizer(self.optim, self.total_steps)
+    return train.make_train_step(self.loss_fn, tx), train.init_state(self.params, tx, 0)
 
 
 def _optim(name='adamw', lr=1e-3, weight_decay=0.01, grad_clip=1.0, **kw):
