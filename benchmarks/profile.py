@@ -11,24 +11,20 @@ convolutions run by YNNPACK; `transpose_copy_fusion`: layout copies).
 
 from __future__ import annotations
 
-import os
+import argparse
+import collections
+import glob
+import gzip
+import json
+import re
+import tempfile
+from typing import Any
 
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+import jax
 
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import glob  # noqa: E402
-import gzip  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import tempfile  # noqa: E402
-from typing import Any  # noqa: E402
-
-import jax  # noqa: E402
-
-from benchmarks import harness  # noqa: E402
-from benchmarks.run import ENTRIES  # noqa: E402
-from common import parallel  # noqa: E402
+from benchmarks import harness
+from benchmarks.run import ENTRIES
+from common import parallel
 
 _NOT_OPS = ('Thunk', '$', 'Pjit', 'Common', 'Slinky', 'PjRt', 'Pjrt', 'Execute')
 

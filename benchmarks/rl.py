@@ -33,7 +33,8 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ARMS = ('ppo', 'props')
 QUICK_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0,
-                          'xla_llvm_disable_expensive_passes': True}
+                          'xla_llvm_disable_expensive_passes': True,
+                          'xla_cpu_use_fusion_emitters': False}
 
 
 def settings(quick: bool) -> tuple[Any, Any, int, int]:

@@ -14,28 +14,35 @@ step: `benchmarks/rl.py` measures env steps per second end to end (rows under `r
 merges its rows into an existing results file, so one paper can be re-measured alone.
 `--quick` is a smoke run of every code path (CI): smoke-config shapes, one device, XLA backend
 optimisation off (half the compile time), PyTorch on one thread; its figures are not the table's.
+
+The step is timed on the machine's own devices (one CPU device here, as the experiments run):
+simulating 8 CPU devices slows a 1-device program by up to a third (the devices split the
+host's threads), so the 1 vs 8 device ratio comes from a worker process that simulates 8
+(`--dp-worker`), with both device counts timed there.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+import jax
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import pathlib  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+import common
+from benchmarks import harness
+from benchmarks import workloads as wl
+from benchmarks.workloads import Workload
+from common import parallel
 
-import jax  # noqa: E402
-
-from benchmarks import harness  # noqa: E402
-from benchmarks import workloads as wl  # noqa: E402
-from benchmarks.workloads import Workload  # noqa: E402
-from common import parallel  # noqa: E402
+XLA_FLAGS_GIVEN = os.environ.get('XLA_FLAGS', '')  # as set by `common` (its CPU defaults added)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -63,27 +70,35 @@ def props_rows(quick: bool) -> list[dict[str, Any]]:
 RL_ENTRIES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {'props': props_rows}
 
 
+def time_on_devices(workload: Workload, num_devices: int, repeats: int) -> dict[str, float]:
+  """`harness.bench_step` of the workload's step, data-parallel over `num_devices`."""
+  step, state = workload.step_and_state()
+  mesh = parallel.make_mesh(num_devices)
+  return harness.bench_step(step, parallel.replicate(state, mesh),
+                            parallel.shard_batch(workload.loader(0), mesh), repeats)
+
+
+def data_parallel_overhead(name: str, devices: int = 8, timeout: float = 900) -> dict[str, Any]:
+  """Step time on 1 and on `devices` simulated devices, both in one worker process."""
+  env = dict(os.environ, XLA_FLAGS=os.environ.get('XLA_FLAGS', '')
+             + f' --xla_force_host_platform_device_count={devices}')
+  proc = subprocess.run([sys.executable, '-m', 'benchmarks.run', f'--paper={name}',
+                         f'--dp-worker={devices}'], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=timeout, check=True)
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def measure(name: str, workload: Workload, roofline: float, repeats: int,
-            devices: tuple[int, ...] = (1, 8), torch_threads: tuple[int, ...] = (1,)
-            ) -> dict[str, Any]:
-  """One row: compile and step time (on each device count), FLOP/s, loader share, PyTorch
-  step time at its best thread count and the ratio (None without PyTorch).
+            torch_threads: tuple[int, ...] = (1,)) -> dict[str, Any]:
+  """One row: compile and step time, FLOP/s, loader share, PyTorch step time at its best
+  thread count and the ratio (None without PyTorch).
 
   PyTorch's OpenMP threads spin at barriers: when another process holds a core, its step with
   one thread per core can run 10x slower, so each count in `torch_threads` is timed."""
-  step, state = workload.step_and_state()
-  batch = workload.loader(0)
-  row: dict[str, Any] = {'entry': name, 'shape': workload.note}
-  for n in devices:
-    mesh = parallel.make_mesh(n)
-    stats = harness.bench_step(step, parallel.replicate(state, mesh),
-                               parallel.shard_batch(batch, mesh), repeats)
-    if n == 1:
-      row.update(stats)
-      row['roofline_fraction'] = stats['flop_per_s'] / roofline
-    row[f'compile_s_{n}dev'] = stats['compile_s']
-    row[f'step_s_{n}dev'] = stats['step_s']
-  row['dp8_over_dp1'] = row['step_s_8dev'] / row['step_s_1dev'] if 8 in devices else None
+  row: dict[str, Any] = {'entry': name, 'shape': workload.note,
+                         **time_on_devices(workload, 1, repeats)}
+  row['roofline_fraction'] = row['flop_per_s'] / roofline
+  row['dp8_over_dp1'] = None  # full runs: data_parallel_overhead
   row['loader_s'] = harness.loader_seconds(workload.loader, repeats)
   row['loader_fraction'] = row['loader_s'] / row['step_s']
   row['torch_step_s'] = row['jax_speedup_over_torch'] = None
@@ -92,7 +107,7 @@ def measure(name: str, workload: Workload, roofline: float, repeats: int,
       from benchmarks import torch_steps
     except ImportError:  # the optional `bench` extra is not installed
       return row
-    torch_fn = workload.torch_step(batch)
+    torch_fn = workload.torch_step(workload.loader(0))
     for threads in torch_threads:  # the faster thread count counts (JAX uses every core)
       torch_steps.set_threads(threads)
       seconds = harness.median_seconds(torch_fn, repeats)
@@ -127,7 +142,18 @@ def main() -> None:
                       help=f'all, or one or more (comma-separated) of {", ".join(known)}')
   parser.add_argument('--quick', action='store_true', help='tiny shapes, few repeats')
   parser.add_argument('--out', default='', help='default: benchmarks/results.json (full runs)')
+  parser.add_argument('--xla-default', action='store_true',
+                      help="without common's XLA:CPU flags (common.CPU_XLA_FLAGS): the before")
+  parser.add_argument('--dp-worker', type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.xla_default:  # read when the backend starts, i.e. at the first computation below
+    os.environ['XLA_FLAGS'] = ' '.join(f for f in XLA_FLAGS_GIVEN.split()
+                                       if f not in common.CPU_XLA_FLAGS)
+  if args.dp_worker:  # one entry on 1 and N simulated devices (data_parallel_overhead)
+    stats = {n: time_on_devices(ENTRIES[args.paper](False), n, 10) for n in (1, args.dp_worker)}
+    print(json.dumps({'step_s_1dev': stats[1]['step_s'], 'compile_s_ndev': stats[
+        args.dp_worker]['compile_s'], 'step_s_ndev': stats[args.dp_worker]['step_s']}))
+    return
   names = known if args.paper == 'all' else args.paper.split(',')
   unknown = [n for n in names if n not in known]
   if unknown:
@@ -136,13 +162,18 @@ def main() -> None:
   cores = os.cpu_count() or 1
   if args.quick:
     harness.COMPILER_OPTIONS.update(harness.QUICK_COMPILER_OPTIONS)
-  repeats, devices, threads = (2, (1,), (1,)) if args.quick else (10, (1, 8), (cores, 1))
+  repeats, threads = (2, (1,)) if args.quick else (10, (cores, 1))
   started = time.time()
   roofline = harness.matmul_roofline(512 if args.quick else 2048, repeats)
   rows = []
   for n in [n for n in names if n in ENTRIES]:
     started_entry = time.time()
-    rows.append(measure(n, ENTRIES[n](args.quick), roofline, repeats, devices, threads))
+    rows.append(measure(n, ENTRIES[n](args.quick), roofline, repeats, threads))
+    if not (args.quick or args.xla_default):  # the same global batch on 8 simulated devices
+      dp = data_parallel_overhead(n)
+      rows[-1].update(step_s_8dev=dp['step_s_ndev'], compile_s_8dev=dp['compile_s_ndev'],
+                      step_s_1dev_of_8=dp['step_s_1dev'],
+                      dp8_over_dp1=dp['step_s_ndev'] / dp['step_s_1dev'])
     rows[-1]['wall_s'] = time.time() - started_entry
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
                       for k, v in rows[-1].items()}), flush=True)
@@ -155,6 +186,7 @@ def main() -> None:
       if v and k != 'out'),
       'date': time.strftime('%Y-%m-%d'), 'machine': f'{platform.machine()}, '
       f'{os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].platform}',
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'roofline_flop_per_s': roofline, 'wall_time_s': time.time() - started, 'rows': rows,
       'rl_rows': rl_rows}
   out = args.out or ('' if args.quick else str(ROOT / 'benchmarks' / 'results.json'))

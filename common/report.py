@@ -114,6 +114,18 @@ def bench_table(bench: dict) -> str:
        'PyTorch env steps/s', 'JAX / PyTorch (1 seed)', 'JAX vmapped / PyTorch'), rows)
 
 
+def flags_table(after: dict, before: dict) -> str:
+  """Step time with XLA's own CPU defaults (`--xla-default`) against common.CPU_XLA_FLAGS."""
+  old = {r['entry']: r for r in before['rows']}
+  rows = [(r['entry'], f'{old[r["entry"]]["step_s"] * 1e3:.1f}', f'{r["step_s"] * 1e3:.1f}',
+           f'{old[r["entry"]]["step_s"] / r["step_s"]:.2f}')
+          for r in after['rows'] if r['entry'] in old]
+  return (f'\n\nThe same steps with XLA:CPU\'s own defaults, measured by `{before["command"]}` '
+          f'on {before["date"]} (XLA_FLAGS `{before.get("xla_flags", "")}`; the table above: '
+          f'`{after.get("xla_flags", "")}`, from `common.CPU_XLA_FLAGS`).\n\n') + markdown_table(
+      ('entry', 'step ms, XLA defaults', 'step ms, with the flags', 'speed-up'), rows)
+
+
 def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
   """Every generated file's new text, keyed by path."""
   out, all_results = {}, {}
@@ -131,8 +143,11 @@ def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
   text = replace_block(workspace.read_text(), status_table(all_results), str(workspace))
   bench = root / 'benchmarks' / 'results.json'
   if bench.exists():
-    text = replace_block(text, bench_table(json.loads(bench.read_text())), str(workspace),
-                         BENCH_BEGIN, BENCH_END)
+    table = bench_table(json.loads(bench.read_text()))
+    before = bench.with_name('results_xla_default.json')
+    if before.exists():
+      table += flags_table(json.loads(bench.read_text()), json.loads(before.read_text()))
+    text = replace_block(text, table, str(workspace), BENCH_BEGIN, BENCH_END)
   out[workspace] = text
   return out
 

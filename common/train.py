@@ -166,7 +166,9 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
 
 
 def init_state(params: Any, tx: optax.GradientTransformation, seed: int) -> TrainState:
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+  # `tx.init` as one program: eagerly it compiles one broadcast per parameter shape
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=jax.jit(tx.init)(params),
                     rng=jax.random.key_data(jax.random.key(seed)))
 
 

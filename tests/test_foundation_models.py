@@ -60,6 +60,26 @@ def test_prefix_kv_changes_outputs_and_zero_values_keep_shapes(causal):
   assert np.abs(out - model.apply(params, TOKENS)).max() > 1e-4
 
 
+@pytest.mark.parametrize('inputs', ['plain', 'kv_mask', 'prefix_kv'])
+def test_causal_chunks_equal_one_block(inputs):
+  """Causal attention per block of 4 queries (keys up to the block's end) is the same model:
+  equal loss and gradients to one [S, T] block, with padding and ParScale prefix slots."""
+  tokens = jax.random.randint(jax.random.key(0), (3, 12), 0, 11)
+  kwargs = {'kv_mask': jnp.arange(12)[None] < jnp.array([[12], [7], [2]])} if inputs == 'kv_mask' \
+      else {'prefix_kv': [tuple(jax.random.normal(jax.random.key(i), (2, 3, 5, 2, 8)))
+                          for i in range(2)]} if inputs == 'prefix_kv' else {}
+  one = Transformer(vocab_size=11, num_layers=2, d_model=32, num_heads=4, num_kv_heads=2,
+                    mlp_dim=64, causal_chunk=0)
+  params = one.init(jax.random.key(1), tokens, **kwargs)
+
+  def loss_and_grads(model):
+    return jax.value_and_grad(lambda p: (model.apply(p, tokens, **kwargs) ** 2).mean())(params)
+
+  (l0, g0), (l1, g1) = loss_and_grads(one), loss_and_grads(one.clone(causal_chunk=4))
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g1, g0)
+
+
 def test_rope_is_relative():
   """<rope(q, i), rope(k, j)> depends only on i - j."""
   q, k = jax.random.normal(jax.random.key(1), (2, 1, 1, 1, 8))

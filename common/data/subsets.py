@@ -112,6 +112,7 @@ class SubsetBatchStream:
       self.subset = None
     k = len(self.subset) if self.subset is not None else subset_size(n, self.fraction)
     self.steps_per_round = steps_per_round(k, batch_size)
+    self._round: tuple[int, np.ndarray] | None = None
 
   def round_indices(self, round: int) -> np.ndarray:  # noqa: A002
     if self.subset is not None:
@@ -125,7 +126,9 @@ class SubsetBatchStream:
 
   def __getitem__(self, step: int) -> np.ndarray:
     r, s = divmod(int(step), self.steps_per_round)
-    return self.round_batches(r)[s]
+    if self._round is None or self._round[0] != r:  # one round's draw, not one per step
+      self._round = (r, self.round_batches(r))
+    return self._round[1][s]
 
 
 MODES = ('rs2', 'rs2_replacement', 'static', 'full')
