@@ -23,16 +23,39 @@ def jit(fn: Callable, **kwargs) -> Callable:
   return jax.jit(fn, compiler_options=dict(COMPILER_OPTIONS) or None, **kwargs)
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
-  """Median wall time of `fn()` (which must block until its result is ready)."""
+def sample_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2,
+                   min_total_s: float = 0.0) -> list[float]:
+  """Wall times of `repeats` or more calls of `fn()` (which must block until its result is
+  ready), until they add up to `min_total_s` (short steps get more samples)."""
   for _ in range(warmup):
     fn()
-  times = []
-  for _ in range(repeats):
+  times: list[float] = []
+  while len(times) < repeats or sum(times) < min_total_s:
     start = time.perf_counter()
     fn()
     times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return times
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2,
+                   min_total_s: float = 0.0) -> float:
+  """Median of `sample_seconds`."""
+  return statistics.median(sample_seconds(fn, repeats, warmup, min_total_s))
+
+
+def interleaved_medians(fns: dict[Any, Callable[[], Any]], repeats: int, rounds: int = 3,
+                        min_total_s: float = 0.0,
+                        before: Callable[[Any], None] = lambda key: None) -> dict[Any, float]:
+  """Median seconds of each of `fns`, timed in turns over `rounds` rounds (`before(key)` runs
+  before each turn), so that a machine whose speed drifts, as a shared VM's does, slows every
+  contender alike rather than whichever happened to run during the slow minute."""
+  times: dict[Any, list[float]] = {key: [] for key in fns}
+  for r in range(rounds):
+    for key, fn in fns.items():
+      before(key)
+      times[key] += sample_seconds(fn, -(-repeats // rounds), 2 if r == 0 else 1,
+                                   min_total_s / rounds)
+  return {key: statistics.median(t) for key, t in times.items()}
 
 
 def matmul_roofline(n: int = 2048, repeats: int = 5) -> float:
@@ -43,21 +66,28 @@ def matmul_roofline(n: int = 2048, repeats: int = 5) -> float:
   return 2 * n ** 3 / seconds
 
 
-def bench_step(step: Callable, state: Any, batch: Any, repeats: int) -> dict[str, float]:
-  """Compile time, median step time and XLA's FLOP count of `step(state, batch)`."""
+def compile_step(step: Callable, state: Any, batch: Any) -> tuple[Callable[[], None], float,
+                                                                  float]:
+  """(`run()`: one blocking call of the compiled `step(state, batch)`, compile seconds, XLA's
+  FLOP count of the step)."""
   start = time.perf_counter()  # tracing + lowering + XLA compile
   compiled = jax.jit(step).lower(state, batch).compile(dict(COMPILER_OPTIONS) or None)
   compile_s = time.perf_counter() - start
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get('flops', 0.0)) if cost else 0.0
-  holder = {'state': state}
 
   def run():  # no donation: the same inputs every call
-    out = compiled(holder['state'], batch)
-    jax.block_until_ready(out)
+    jax.block_until_ready(compiled(state, batch))
 
-  step_s = median_seconds(run, repeats)
+  return run, compile_s, flops
+
+
+def bench_step(step: Callable, state: Any, batch: Any, repeats: int,
+               min_total_s: float = 0.0) -> dict[str, float]:
+  """Compile time, median step time and XLA's FLOP count of `step(state, batch)`."""
+  run, compile_s, flops = compile_step(step, state, batch)
+  step_s = median_seconds(run, repeats, min_total_s=min_total_s)
   return {'compile_s': compile_s, 'step_s': step_s, 'flops': flops,
           'flop_per_s': flops / step_s if step_s else 0.0}
 

@@ -42,6 +42,7 @@ from benchmarks import workloads as wl
 from benchmarks.workloads import Workload
 from common import parallel
 
+MIN_TOTAL_S = 3.0  # full runs: each median over 10 steps or more, at least 3 s of them
 XLA_FLAGS_GIVEN = os.environ.get('XLA_FLAGS', '')  # as set by `common` (its CPU defaults added)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -70,12 +71,13 @@ def props_rows(quick: bool) -> list[dict[str, Any]]:
 RL_ENTRIES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {'props': props_rows}
 
 
-def time_on_devices(workload: Workload, num_devices: int, repeats: int) -> dict[str, float]:
+def time_on_devices(workload: Workload, num_devices: int, repeats: int,
+                    min_total_s: float = 0.0) -> dict[str, float]:
   """`harness.bench_step` of the workload's step, data-parallel over `num_devices`."""
   step, state = workload.step_and_state()
   mesh = parallel.make_mesh(num_devices)
   return harness.bench_step(step, parallel.replicate(state, mesh),
-                            parallel.shard_batch(workload.loader(0), mesh), repeats)
+                            parallel.shard_batch(workload.loader(0), mesh), repeats, min_total_s)
 
 
 def data_parallel_overhead(name: str, devices: int = 8, timeout: float = 900) -> dict[str, Any]:
@@ -89,31 +91,48 @@ def data_parallel_overhead(name: str, devices: int = 8, timeout: float = 900) ->
 
 
 def measure(name: str, workload: Workload, roofline: float, repeats: int,
-            torch_threads: tuple[int, ...] = (1,)) -> dict[str, Any]:
+            torch_threads: tuple[int, ...] = (1,), min_total_s: float = 0.0,
+            rounds: int = 3) -> dict[str, Any]:
   """One row: compile and step time, FLOP/s, loader share, PyTorch step time at its best
-  thread count and the ratio (None without PyTorch).
+  thread count and the ratio (None without PyTorch). JAX and PyTorch (at each count in
+  `torch_threads`) are timed in turns (`harness.interleaved_medians`).
 
   PyTorch's OpenMP threads spin at barriers: when another process holds a core, its step with
-  one thread per core can run 10x slower, so each count in `torch_threads` is timed."""
-  row: dict[str, Any] = {'entry': name, 'shape': workload.note,
-                         **time_on_devices(workload, 1, repeats)}
-  row['roofline_fraction'] = row['flop_per_s'] / roofline
-  row['dp8_over_dp1'] = None  # full runs: data_parallel_overhead
-  row['loader_s'] = harness.loader_seconds(workload.loader, repeats)
-  row['loader_fraction'] = row['loader_s'] / row['step_s']
-  row['torch_step_s'] = row['jax_speedup_over_torch'] = None
+  one thread per core can run 10x slower, so each thread count is timed."""
+  step, state = workload.step_and_state()
+  mesh = parallel.make_mesh(1)
+  batch = workload.loader(0)
+  run, compile_s, flops = harness.compile_step(step, parallel.replicate(state, mesh),
+                                               parallel.shard_batch(batch, mesh))
+  fns: dict[Any, Callable[[], Any]] = {'jax': run}
+  torch_steps = None
   if workload.torch_step is not None:
     try:
       from benchmarks import torch_steps
     except ImportError:  # the optional `bench` extra is not installed
-      return row
-    torch_fn = workload.torch_step(workload.loader(0))
-    for threads in torch_threads:  # the faster thread count counts (JAX uses every core)
-      torch_steps.set_threads(threads)
-      seconds = harness.median_seconds(torch_fn, repeats)
-      if row['torch_step_s'] is None or seconds < row['torch_step_s']:
-        row['torch_step_s'], row['torch_threads'] = seconds, threads
-    row['jax_speedup_over_torch'] = row['torch_step_s'] / row['step_s']
+      pass
+  if torch_steps is not None:
+    torch_fn = workload.torch_step(batch)
+    fns.update({threads: torch_fn for threads in torch_threads})
+
+  def before(key):  # a PyTorch turn runs at its thread count
+    if key != 'jax':
+      torch_steps.set_threads(key)
+
+  medians = harness.interleaved_medians(fns, repeats, rounds, min_total_s, before)
+  step_s = medians.pop('jax')
+  row: dict[str, Any] = {'entry': name, 'shape': workload.note, 'compile_s': compile_s,
+                         'step_s': step_s, 'flops': flops, 'flop_per_s': flops / step_s,
+                         'roofline_fraction': flops / step_s / roofline,
+                         'dp8_over_dp1': None}  # full runs: data_parallel_overhead
+  row['loader_s'] = harness.loader_seconds(workload.loader, repeats)
+  row['loader_fraction'] = row['loader_s'] / row['step_s']
+  row['torch_step_s'] = row['jax_speedup_over_torch'] = None
+  if medians:  # the faster thread count counts (JAX uses every core)
+    row['torch_threads'] = min(medians, key=medians.get)
+    row['torch_step_s'] = medians[row['torch_threads']]
+    row['torch_step_s_by_threads'] = {str(t): s for t, s in medians.items()}
+    row['jax_speedup_over_torch'] = row['torch_step_s'] / step_s
   return row
 
 
@@ -150,7 +169,8 @@ def main() -> None:
     os.environ['XLA_FLAGS'] = ' '.join(f for f in XLA_FLAGS_GIVEN.split()
                                        if f not in common.CPU_XLA_FLAGS)
   if args.dp_worker:  # one entry on 1 and N simulated devices (data_parallel_overhead)
-    stats = {n: time_on_devices(ENTRIES[args.paper](False), n, 10) for n in (1, args.dp_worker)}
+    stats = {n: time_on_devices(ENTRIES[args.paper](False), n, 10, MIN_TOTAL_S)
+             for n in (1, args.dp_worker)}
     print(json.dumps({'step_s_1dev': stats[1]['step_s'], 'compile_s_ndev': stats[
         args.dp_worker]['compile_s'], 'step_s_ndev': stats[args.dp_worker]['step_s']}))
     return
@@ -168,7 +188,8 @@ def main() -> None:
   rows = []
   for n in [n for n in names if n in ENTRIES]:
     started_entry = time.time()
-    rows.append(measure(n, ENTRIES[n](args.quick), roofline, repeats, threads))
+    rows.append(measure(n, ENTRIES[n](args.quick), roofline, repeats, threads,
+                        *((0.0, 1) if args.quick else (MIN_TOTAL_S, 3))))
     if not (args.quick or args.xla_default):  # the same global batch on 8 simulated devices
       dp = data_parallel_overhead(n)
       rows[-1].update(step_s_8dev=dp['step_s_ndev'], compile_s_8dev=dp['compile_s_ndev'],
@@ -182,7 +203,8 @@ def main() -> None:
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
                       for k, v in row.items()}), flush=True)
   result = {'command': 'python -m benchmarks.run ' + ' '.join(
-      f'--{k}={v}' if not isinstance(v, bool) else f'--{k}' for k, v in vars(args).items()
+      f'--{k.replace("_", "-")}={v}' if not isinstance(v, bool) else f'--{k.replace("_", "-")}'
+      for k, v in vars(args).items()
       if v and k != 'out'),
       'date': time.strftime('%Y-%m-%d'), 'machine': f'{platform.machine()}, '
       f'{os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].platform}',

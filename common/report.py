@@ -85,6 +85,20 @@ def replace_block(text: str, block: str, where: str, begin: str = BEGIN, end: st
   return f'{head}{begin}\n{block}\n{end}{tail}'
 
 
+def targets(rows: list[dict]) -> str:
+  """Issue 8's targets against the rows: met, or which entries miss them."""
+  def line(name: str, missed: list[str]) -> str:
+    return f'- {name}: ' + (f'missed by {", ".join(missed)}' if missed else 'met')
+  return '\n\nTargets:\n' + '\n'.join([
+      line('LM step at 50% or more of the roofline',
+           [r['entry'] for r in rows if r['entry'] == 'lm' and r['roofline_fraction'] < 0.5]),
+      line('JAX faster than PyTorch (speed-up > 1)',
+           [r['entry'] for r in rows if (r.get('jax_speedup_over_torch') or 0) <= 1]),
+      line('loader at most 5% of the step',
+           [r['entry'] for r in rows if r['loader_fraction'] > 0.05]),
+      line('compile under 30 s', [r['entry'] for r in rows if r['compile_s'] >= 30])])
+
+
 def bench_table(bench: dict) -> str:
   """The benchmark table: ratios against the roofline, PyTorch, the loader and 1 device."""
   fmt = lambda v, spec: '' if v is None else format(v, spec)  # noqa: E731
@@ -97,7 +111,7 @@ def bench_table(bench: dict) -> str:
           f'matmul roofline {bench["roofline_flop_per_s"] / 1e9:.1f} GFLOP/s.\n\n')
   table = head + markdown_table(
       ('entry', 'shape', 'compile s', 'step ms', 'GFLOP/s', 'of roofline', 'PyTorch ms',
-       'JAX speed-up', 'loader / step', '8 dev / 1 dev time'), rows)
+       'JAX speed-up', 'loader / step', '8 dev / 1 dev time'), rows) + targets(bench['rows'])
   rl = bench.get('rl_rows', [])
   if not rl:
     return table
@@ -120,9 +134,10 @@ def flags_table(after: dict, before: dict) -> str:
   rows = [(r['entry'], f'{old[r["entry"]]["step_s"] * 1e3:.1f}', f'{r["step_s"] * 1e3:.1f}',
            f'{old[r["entry"]]["step_s"] / r["step_s"]:.2f}')
           for r in after['rows'] if r['entry'] in old]
-  return (f'\n\nThe same steps with XLA:CPU\'s own defaults, measured by `{before["command"]}` '
-          f'on {before["date"]} (XLA_FLAGS `{before.get("xla_flags", "")}`; the table above: '
-          f'`{after.get("xla_flags", "")}`, from `common.CPU_XLA_FLAGS`).\n\n') + markdown_table(
+  head = (f'\n\nThe same steps with XLA:CPU\'s own defaults, measured by `{before["command"]}` '
+          f'on {before["date"]} (XLA_FLAGS `{before.get("xla_flags") or "unset"}`; the table '
+          f'above: `{after.get("xla_flags", "")}`, from `common.CPU_XLA_FLAGS`).\n\n')
+  return head + markdown_table(
       ('entry', 'step ms, XLA defaults', 'step ms, with the flags', 'speed-up'), rows)
 
 

@@ -59,3 +59,15 @@ def test_one_paper_run_merges_into_existing_results(tmp_path):
                                  'rows': [], 'rl_rows': [{'entry': 'props/ppo'}]})
   assert (rl_only['command'], rl_only['date'], rl_only['roofline_flop_per_s']) == ('all', 'd0', 1.0)
   assert [r['command'] for r in rl_only['rl_rows']] == ['rl']
+
+
+def test_interleaved_medians_time_every_contender_in_turns():
+  from benchmarks import harness
+  calls = []
+  fns = {'a': lambda: calls.append('a'), 'b': lambda: calls.append('b')}
+  turns = []
+  medians = harness.interleaved_medians(fns, repeats=4, rounds=2, before=turns.append)
+  assert set(medians) == {'a', 'b'} and all(m >= 0 for m in medians.values())
+  assert turns == ['a', 'b', 'a', 'b']  # a turn each per round, `before` ahead of each
+  # round 1: 2 warm-up + 2 timed calls each; round 2: 1 warm-up + 2 timed
+  assert calls == ['a'] * 4 + ['b'] * 4 + ['a'] * 3 + ['b'] * 3

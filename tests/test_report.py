@@ -26,3 +26,18 @@ def test_replace_block_keeps_surrounding_text():
   text = f'intro\n{report.BEGIN}\nold\n{report.END}\noutro\n'
   expected = f'intro\n{report.BEGIN}\nnew\n{report.END}\noutro\n'
   assert report.replace_block(text, 'new', 'x') == expected
+
+
+def test_benchmark_targets_name_the_entries_that_miss_them():
+  row = dict(compile_s=2.0, loader_fraction=0.01, roofline_fraction=0.3)
+  rows = [dict(row, entry='lm', roofline_fraction=0.49, jax_speedup_over_torch=1.2),
+          dict(row, entry='rs2', jax_speedup_over_torch=0.9, loader_fraction=0.06),
+          dict(row, entry='atss', jax_speedup_over_torch=None, compile_s=31.0)]
+  assert report.targets(rows).splitlines()[3:] == [
+      '- LM step at 50% or more of the roofline: missed by lm',
+      '- JAX faster than PyTorch (speed-up > 1): missed by rs2, atss',
+      '- loader at most 5% of the step: missed by rs2',
+      '- compile under 30 s: missed by atss']
+  rows[0]['roofline_fraction'] = 0.5
+  assert report.targets(rows).splitlines()[3] == (
+      '- LM step at 50% or more of the roofline: met')
