@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 # XLA compile options for every program the benchmarks compile; `--quick` turns LLVM's backend
-# optimisation and XLA:CPU's fusion emitters off (a third of the compile time, slower steps: a
+# optimisation and XLA:CPU's fusion emitters off (compiles about 2x faster, slower steps: a
 # smoke run, not a measurement).
 COMPILER_OPTIONS: dict[str, Any] = {}
 QUICK_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0,

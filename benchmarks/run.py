@@ -13,7 +13,8 @@ per paper: its own loss, loader and optimizer) live in `benchmarks/workloads.py`
 step: `benchmarks/rl.py` measures env steps per second end to end (rows under `rl_rows`). A run
 merges its rows into an existing results file, so one paper can be re-measured alone.
 `--quick` is a smoke run of every code path (CI): smoke-config shapes, one device, XLA backend
-optimisation off (half the compile time), PyTorch on one thread; its figures are not the table's.
+optimisation and fusion emitters off (compiles about 2x faster), PyTorch on one thread; its
+figures are not the table's.
 
 The step is timed on the machine's own devices (one CPU device here, as the experiments run):
 simulating 8 CPU devices slows a 1-device program by up to a third (the devices split the
