@@ -143,7 +143,7 @@ def measure_props(quick: bool, vmap_timeout: float | None = None) -> list[dict[s
   for arm in ARMS:  # torch after every JAX compile: in quick, less overlap with the worker
     cfg = P.arm_config(arm, base, b)
     by_threads = {}  # os.cpu_count() threads, and 1 (robust when other jobs share the cores)
-    for threads in sorted({os.cpu_count() or 1, 1}, reverse=True):
+    for threads in (1,) if quick else sorted({os.cpu_count() or 1, 1}, reverse=True):
       torch_rl.set_threads(threads)
       by_threads[threads] = torch_rl.train(arm, cfg, props_cfg, seed=0)
     best = max(by_threads, key=lambda t: by_threads[t]['env_steps_per_s'])
