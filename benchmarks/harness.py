@@ -10,18 +10,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-# XLA compile options for every program the benchmarks compile; `--quick` turns LLVM's backend
-# optimisation and XLA:CPU's fusion emitters off (compiles about 2x faster, slower steps: a
-# smoke run, not a measurement).
-COMPILER_OPTIONS: dict[str, Any] = {}
-QUICK_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0,
-                          'xla_cpu_use_fusion_emitters': False}
-
-
-def jit(fn: Callable, **kwargs) -> Callable:
-  """`jax.jit` with the benchmark's compile options."""
-  return jax.jit(fn, compiler_options=dict(COMPILER_OPTIONS) or None, **kwargs)
-
 
 def sample_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2,
                    min_total_s: float = 0.0) -> list[float]:
@@ -71,7 +59,7 @@ def compile_step(step: Callable, state: Any, batch: Any) -> tuple[Callable[[], N
   """(`run()`: one blocking call of the compiled `step(state, batch)`, compile seconds, XLA's
   FLOP count of the step)."""
   start = time.perf_counter()  # tracing + lowering + XLA compile
-  compiled = jax.jit(step).lower(state, batch).compile(dict(COMPILER_OPTIONS) or None)
+  compiled = jax.jit(step).lower(state, batch).compile()
   compile_s = time.perf_counter() - start
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

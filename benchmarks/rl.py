@@ -11,8 +11,9 @@ threads, and PyTorch's threads stall when other jobs share the cores); and the r
 The vmapped loop has hung inside XLA:CPU before (a vmapped orthogonal init, papers/props), so it
 runs in a subprocess (`python -m benchmarks.rl --worker ...`) with a timeout; a timeout is
 reported as 'hang' and the benchmark goes on. `quick` shrinks everything to seconds, compiles
-with XLA's backend optimisation off and overlaps the vmapped subprocess with the rest: its
-numbers say nothing about speed.
+with XLA's optimisation off (`common.FAST_COMPILE_XLA_FLAGS`, which `run.py --quick` sets and the
+worker inherits) and overlaps the vmapped subprocess with the rest: its numbers say nothing
+about speed.
 """
 
 from __future__ import annotations
@@ -30,11 +31,10 @@ from typing import Any
 import jax
 import numpy as np
 
+import common
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ARMS = ('ppo', 'props')
-QUICK_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0,
-                          'xla_llvm_disable_expensive_passes': True,
-                          'xla_cpu_use_fusion_emitters': False}
 
 
 def settings(quick: bool) -> tuple[Any, Any, int, int]:
@@ -86,7 +86,7 @@ def time_jax(arm: str, quick: bool, seeds: int | None) -> dict[str, Any]:
     fn, arg = jax.jit(jax.vmap(runner.run)), jax.block_until_ready(runner.init_seeds(keys))
   setup_s = time.perf_counter() - start
   start = time.perf_counter()
-  compiled = fn.lower(arg).compile(QUICK_COMPILER_OPTIONS if quick else None)
+  compiled = fn.lower(arg).compile()
   compile_s = time.perf_counter() - start
   start = time.perf_counter()
   metrics = jax.block_until_ready(compiled(arg))
@@ -182,6 +182,8 @@ def _worker() -> None:
   parser.add_argument('--seeds', type=int, default=2)
   parser.add_argument('--quick', action='store_true')
   args = parser.parse_args()
+  if args.quick:
+    common.add_xla_flags(*common.FAST_COMPILE_XLA_FLAGS)
   for arm in args.arms.split(','):
     print(json.dumps({'arm': arm, **time_jax(arm, args.quick, args.seeds)}), flush=True)
 

@@ -12,9 +12,9 @@ per paper: its own loss, loader and optimizer) live in `benchmarks/workloads.py`
 `python -m common.report` puts the table in WORKSPACE.md. RL loops (`--paper=props`) are not one
 step: `benchmarks/rl.py` measures env steps per second end to end (rows under `rl_rows`). A run
 merges its rows into an existing results file, so one paper can be re-measured alone.
-`--quick` is a smoke run of every code path (CI): smoke-config shapes, one device, XLA backend
-optimisation and fusion emitters off (compiles about 2x faster), PyTorch on one thread; its
-figures are not the table's.
+`--quick` is a smoke run of every code path (CI): smoke-config shapes, one device, every
+program compiled with XLA's optimisation off (`common.FAST_COMPILE_XLA_FLAGS`), PyTorch on one
+thread; its figures are not the table's.
 
 The step is timed on the machine's own devices (one CPU device here, as the experiments run):
 simulating 8 CPU devices slows a 1-device program by up to a third (the devices split the
@@ -169,6 +169,8 @@ def main() -> None:
   if args.xla_default:  # read when the backend starts, i.e. at the first computation below
     os.environ['XLA_FLAGS'] = ' '.join(f for f in XLA_FLAGS_GIVEN.split()
                                        if f not in common.CPU_XLA_FLAGS)
+  if args.quick:  # also inherited by the worker processes
+    common.add_xla_flags(*common.FAST_COMPILE_XLA_FLAGS)
   if args.dp_worker:  # one entry on 1 and N simulated devices (data_parallel_overhead)
     stats = {n: time_on_devices(ENTRIES[args.paper](False), n, 10, MIN_TOTAL_S)
              for n in (1, args.dp_worker)}
@@ -181,8 +183,6 @@ def main() -> None:
     parser.error(f'--paper={unknown[0]} is not one of all, {", ".join(known)}')
   # quick: one device (each extra device count is another compile), two timed steps
   cores = os.cpu_count() or 1
-  if args.quick:
-    harness.COMPILER_OPTIONS.update(harness.QUICK_COMPILER_OPTIONS)
   repeats, threads = (2, (1,)) if args.quick else (10, (cores, 1))
   started = time.time()
   roofline = harness.matmul_roofline(512 if args.quick else 2048, repeats)

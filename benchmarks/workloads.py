@@ -19,7 +19,6 @@ import ml_collections
 import numpy as np
 import optax
 
-from benchmarks import harness
 from common import data, lm, train
 from common.models.convnet import ConvNet
 from common.models.transformer import Transformer
@@ -61,7 +60,7 @@ def _optim(name='adamw', lr=1e-3, weight_decay=0.01, grad_clip=1.0, **kw):
 
 def _init(model: nn.Module, example: Any, seed: int = 0) -> Any:
   """`model.init` as one compiled program (eager init compiles every op on its own)."""
-  return harness.jit(model.init)(jax.random.key(seed), example)
+  return jax.jit(model.init)(jax.random.key(seed), example)
 
 
 @functools.cache
@@ -330,7 +329,7 @@ def unpg_workload(quick: bool) -> Workload:
   num_classes = int(train_y.max()) + 1
   model = up.Embedder(tuple(config.model.features), config.model.embedding_dim)
   key_model, key_weights = jax.random.split(jax.random.key(config.seed))
-  params = {'embedder': harness.jit(model.init)(key_model, train_x[:1]),
+  params = {'embedder': jax.jit(model.init)(key_model, train_x[:1]),
             'class_weights': nn.initializers.xavier_uniform()(
                 key_weights, (num_classes, config.model.embedding_dim))}
   loss_of = up.make_loss(config)

@@ -2,10 +2,26 @@
 
 import os as _os
 
-# XLA:CPU default (read only by the CPU backend, when it starts): Eigen matmuls and convolutions
-# instead of YNNPACK fusions, faster on this code base's steps (measured before/after in
-# WORKSPACE.md, Speed). Set the flag in XLA_FLAGS yourself to choose otherwise.
+
+def add_xla_flags(*flags: str) -> None:
+  """Appends `flags` ('--name=value') to $XLA_FLAGS, each unless its name is already there.
+  XLA reads them when the backend starts (the first computation), so call this before it."""
+  given = _os.environ.get('XLA_FLAGS', '')
+  _os.environ['XLA_FLAGS'] = ' '.join(
+      [given] + [f for f in flags if f.split('=')[0] not in given]).strip()
+
+
+# XLA:CPU default (read only by the CPU backend): Eigen matmuls and convolutions instead of
+# YNNPACK fusions, faster on this code base's steps (measured before/after in WORKSPACE.md,
+# Speed). Set the flag in XLA_FLAGS yourself to choose otherwise.
 CPU_XLA_FLAGS = ('--xla_cpu_experimental_ynn_fusion_type=',)
-_flags = _os.environ.get('XLA_FLAGS', '')
-_os.environ['XLA_FLAGS'] = ' '.join(
-    [_flags] + [f for f in CPU_XLA_FLAGS if f.split('=')[0] not in _flags]).strip()
+add_xla_flags(*CPU_XLA_FLAGS)
+
+# Smoke runs (the tests, `benchmarks.run --quick`): every program, eager ops and inits included,
+# compiled without LLVM's optimisation, XLA:CPU's fusion emitters or parallel codegen (on a few
+# cores one compile thread is faster). Short runs are compile-bound and take about half the time;
+# steps run slower, so never for measurements or reproductions. `add_xla_flags(*these)`.
+FAST_COMPILE_XLA_FLAGS = ('--xla_backend_optimization_level=0',
+                          '--xla_cpu_use_fusion_emitters=false',
+                          '--xla_llvm_disable_expensive_passes=true',
+                          '--xla_cpu_parallel_codegen_split_count=1')

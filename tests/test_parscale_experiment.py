@@ -13,7 +13,7 @@ from common import lm
 from common.quickstart import load_config
 from papers.parscale import experiment as ex
 from papers.parscale.model import ParScaleLM
-from tests.testutil import ROOT
+from tests.testutil import ROOT, xla_flags
 
 
 def smoke_config():
@@ -65,7 +65,7 @@ def test_frozen_backbone_run_trains_only_prefixes_and_aggregator():
 
 @pytest.mark.slow
 def test_reproduce_quick_end_to_end(tmp_path):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+  env = dict(os.environ, XLA_FLAGS=xla_flags(1),
              JAX_COMPILATION_CACHE_DIR=str(ROOT / '.cache' / 'jax'))
   proc = subprocess.run([sys.executable, '-m', 'papers.parscale.reproduce', '--quick',
                          f'--out={tmp_path}'], cwd=ROOT, env=env, capture_output=True,

@@ -18,7 +18,7 @@ from common import parallel, train
 from common.checkpoint import CheckpointWriteError
 from common.metrics import read_metrics
 from tests.test_foundation_train import smoke_config
-from tests.testutil import ROOT, latest_state, run_main
+from tests.testutil import ROOT, latest_state, run_main, xla_flags
 
 CONFIGS = {  # a language model and a paper's supervised run (UNPG on Omniglot)
     'quickstart': 'configs/quickstart.py:smoke',
@@ -33,7 +33,7 @@ def quickstart_args(workdir, steps=12, config='quickstart'):
 
 
 def _start(args, devices=1, extra_env=None):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+  env = dict(os.environ, XLA_FLAGS=xla_flags(devices),
              **(extra_env or {}))
   return subprocess.Popen([sys.executable, '-m', 'common.main', *args], cwd=ROOT, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

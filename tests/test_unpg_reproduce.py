@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from tests.testutil import ROOT
+from tests.testutil import ROOT, xla_flags
 
 
 @pytest.mark.slow
 def test_reproduce_quick(tmp_path, data_dir):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  env = dict(os.environ, XLA_FLAGS=xla_flags(1))
   if data_dir is None:
     env.pop('PAPERS_DATA_DIR', None)
   proc = subprocess.run(
