@@ -1,9 +1,9 @@
 """Test session setup: 8 simulated CPU devices, fast compiles and a persistent compilation cache.
 
 Tests that are not about data parallelism pass `num_devices=1` (or build a 1-device mesh).
-Every program compiles with `common.FAST_COMPILE_XLA_FLAGS` (the suite is compile-bound: this
-halves it), subprocesses too (`testutil.xla_flags`); a flag you set in XLA_FLAGS wins, e.g.
-`--xla_backend_optimization_level=2` to test optimised programs.
+Every program, in subprocesses too (`testutil.xla_flags`), compiles with
+`common.FAST_COMPILE_XLA_FLAGS`: the suite is compile-bound. A flag you set in XLA_FLAGS wins,
+e.g. `--xla_backend_optimization_level=2` to test optimised programs.
 """
 
 import os
@@ -11,8 +11,7 @@ import pathlib
 
 import common
 
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
-common.add_xla_flags(*common.FAST_COMPILE_XLA_FLAGS)
+common.add_xla_flags('--xla_force_host_platform_device_count=8', *common.FAST_COMPILE_XLA_FLAGS)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
