@@ -11,22 +11,24 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+import common
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def xla_flags(devices: int) -> str:
-  """This session's XLA_FLAGS (conftest's, fast compiles) with `devices` simulated CPU devices,
-  for a subprocess."""
-  given = [f for f in os.environ.get('XLA_FLAGS', '').split()
-           if not f.startswith('--xla_force_host_platform_device_count')]
+def xla_flags(devices: int, fast_compile: bool = True) -> str:
+  """This session's XLA_FLAGS for a subprocess, with `devices` simulated CPU devices; without
+  conftest's `common.FAST_COMPILE_XLA_FLAGS` if not `fast_compile` (programs as users run them)."""
+  drop = ('--xla_force_host_platform_device_count',
+          *(() if fast_compile else (f.split('=')[0] for f in common.FAST_COMPILE_XLA_FLAGS)))
+  given = [f for f in os.environ.get('XLA_FLAGS', '').split() if not f.startswith(drop)]
   return ' '.join([f'--xla_force_host_platform_device_count={devices}', *given])
 
 
 def run_main(*args: str, env: dict | None = None, timeout: float = 300,
              devices: int = 1) -> subprocess.CompletedProcess:
   """Runs `python -m common.main ARGS` as a user would; returns the finished process."""
-  full_env = dict(os.environ, XLA_FLAGS=xla_flags(devices),
-                  **(env or {}))
+  full_env = {**os.environ, 'XLA_FLAGS': xla_flags(devices), **(env or {})}
   return subprocess.run([sys.executable, '-m', 'common.main', *args], cwd=ROOT, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
 
