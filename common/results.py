@@ -48,7 +48,7 @@ def _git_commit() -> str:
                          cwd=pathlib.Path(__file__).parent, check=True).stdout.strip()
     # '+dirty': uncommitted code or settings (not results, plots or docs, which runs rewrite)
     dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--',
-                            '*.py', 'pyproject.toml'], capture_output=True, text=True,
+                            ':(top)*.py', ':(top)pyproject.toml'], capture_output=True, text=True,
                            cwd=pathlib.Path(__file__).parent).stdout.strip()
     return out + ('+dirty' if dirty else '')
   except (OSError, subprocess.CalledProcessError):
