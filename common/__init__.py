@@ -19,7 +19,7 @@ add_xla_flags(*CPU_XLA_FLAGS)
 
 # Smoke runs (the tests, `benchmarks.run --quick`): every program, eager ops and inits included,
 # compiled without LLVM's optimisation, XLA:CPU's fusion emitters or parallel codegen (on a few
-# cores one compile thread is faster). Short runs are compile-bound and take about half the time;
+# cores one compile thread is faster). Short runs are compile-bound and much faster with these;
 # steps run slower, so never for measurements or reproductions. `add_xla_flags(*these)`.
 FAST_COMPILE_XLA_FLAGS = ('--xla_backend_optimization_level=0',
                           '--xla_cpu_use_fusion_emitters=false',
