@@ -182,6 +182,7 @@ def _worker() -> None:
   parser.add_argument('--seeds', type=int, default=2)
   parser.add_argument('--quick', action='store_true')
   args = parser.parse_args()
+  common.add_xla_flags(*common.CPU_XLA_FLAGS)
   if args.quick:
     common.add_xla_flags(*common.FAST_COMPILE_XLA_FLAGS)
   for arm in args.arms.split(','):

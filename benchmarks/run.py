@@ -44,7 +44,7 @@ from benchmarks.workloads import Workload
 from common import parallel
 
 MIN_TOTAL_S = 3.0  # full runs: each median over 10 steps or more, at least 3 s of them
-XLA_FLAGS_GIVEN = os.environ.get('XLA_FLAGS', '')  # as set by `common` (its CPU defaults added)
+XLA_FLAGS_GIVEN = os.environ.get('XLA_FLAGS', '')  # as the user set them
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -169,6 +169,8 @@ def main() -> None:
   if args.xla_default:  # read when the backend starts, i.e. at the first computation below
     os.environ['XLA_FLAGS'] = ' '.join(f for f in XLA_FLAGS_GIVEN.split()
                                        if f not in common.CPU_XLA_FLAGS)
+  else:
+    common.add_xla_flags(*common.CPU_XLA_FLAGS)
   if args.quick:  # also inherited by the worker processes
     common.add_xla_flags(*common.FAST_COMPILE_XLA_FLAGS)
   if args.dp_worker:  # one entry on 1 and N simulated devices (data_parallel_overhead)

@@ -13,9 +13,9 @@ def add_xla_flags(*flags: str) -> None:
 
 # XLA:CPU default (read only by the CPU backend): Eigen matmuls and convolutions instead of
 # YNNPACK fusions, faster on this code base's steps (measured before/after in WORKSPACE.md,
-# Speed). Set the flag in XLA_FLAGS yourself to choose otherwise.
+# Speed). The entry points (`common.main`, `common.sweep`, `benchmarks.run`) add it; importing
+# `common` changes nothing. Set the flag in XLA_FLAGS yourself to choose otherwise.
 CPU_XLA_FLAGS = ('--xla_cpu_experimental_ynn_fusion_type=',)
-add_xla_flags(*CPU_XLA_FLAGS)
 
 # Smoke runs (the tests, `benchmarks.run --quick`): every program, eager ops and inits included,
 # compiled without LLVM's optimisation, XLA:CPU's fusion emitters or parallel codegen (on a few

@@ -3,25 +3,29 @@
     python -m common.main --config=configs/<paper>/<experiment>.py[:arg] --workdir=DIR \
         [--config.train.steps=100 ...]
 
-Validates the config, sets up logging, the device mesh and (optionally) multi-host JAX,
-writes the resolved config into the workdir and calls `train_and_evaluate(config, workdir)`
-of the module named by `config.experiment`. Bad input ends in one line on stderr and a
+Sets up XLA flags, logging, (optionally) multi-host JAX and the watchdog, then runs the one
+run path `common.experiment.train_and_evaluate(config, workdir)`: it validates the config,
+writes the resolved config into the workdir, calls the `train_and_evaluate` of the module named
+by `config.experiment` and writes the final metrics to `<workdir>/result.json`. Bad input
+ends in one line on stderr and a
 non-zero exit; nothing already in the workdir is changed.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
 import sys
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
+import common
 
-from common import config as cfglib
-from common import data
+common.add_xla_flags(*common.CPU_XLA_FLAGS)  # before the first computation
+
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from common import config as cfglib  # noqa: E402
+from common import experiment, watchdog  # noqa: E402
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:arg].',
@@ -34,6 +38,8 @@ flags.DEFINE_bool('force_resume', False,
                   'Resume even if the workdir\'s checkpoints come from another model config.')
 flags.DEFINE_string('compilation_cache', os.path.expanduser('~/.cache/papers_jax'),
                     'Persistent XLA compilation cache directory ("" disables it).')
+flags.DEFINE_float('watchdog_s', 1800, 'Exit with one line naming the phase and step when a '
+                   'run makes no progress for this many seconds (0: never).')
 
 EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_CHECKPOINT = 2, 3, 4
 
@@ -58,53 +64,17 @@ def parse_flags(argv: list[str]) -> list[str]:
     _fail(message[:500])
 
 
-def _check_resume_target(workdir: str, config_json: str) -> None:
-  """Refuses a workdir whose checkpoints come from another experiment or model."""
-  path = os.path.join(workdir, 'config.json')
-  if not (os.path.exists(path) and os.path.isdir(os.path.join(workdir, 'checkpoints'))):
-    return
-  with open(path) as f:
-    saved = json.load(f)
-  new = json.loads(config_json)
-  for section in ('experiment', 'model'):
-    if saved.get(section) != new.get(section):
-      raise cfglib.ConfigError(
-          f'--workdir={workdir} holds checkpoints of a different config.{section}: '
-          'pass a fresh --workdir, or --force_resume to resume anyway')
-
-
 def run(config, workdir: str) -> None:
   if FLAGS.coordinator_address:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if FLAGS.compilation_cache:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache)
-  if 'experiment' not in config:
-    raise cfglib.ConfigError('config.experiment is missing: name the experiment module, '
-                             "e.g. c.experiment = 'common.lm'")
-  try:
-    module = importlib.import_module(config.experiment)
-  except ModuleNotFoundError:
-    raise cfglib.ConfigError(f'config.experiment={config.experiment!r} is not an importable '
-                             'module: name one that defines train_and_evaluate') from None
-  if hasattr(module, 'validate'):
-    num_devices = config.get('num_devices', -1)
-    module.validate(config, num_devices if num_devices > 0 else jax.device_count())
-  if 'data' in config and 'data_dir' in config.data:
-    data.data_dir(config.data.data_dir)  # an explicit but missing data path fails here
-  cfglib.check_workdir(workdir)
   if FLAGS.force_resume:
     with config.unlocked():
       config.force_resume = True
-  config_json = config.to_json_best_effort(indent=2, sort_keys=True)
-  if not FLAGS.force_resume:
-    _check_resume_target(workdir, config_json)
-  if jax.process_index() == 0:
-    tmp = os.path.join(workdir, 'config.json.tmp')
-    with open(tmp, 'w') as f:
-      f.write(config_json)
-    os.replace(tmp, os.path.join(workdir, 'config.json'))
+  watchdog.start(FLAGS.watchdog_s)
   logging.info('devices: %s; processes: %d', jax.devices(), jax.process_count())
-  module.train_and_evaluate(config, workdir)
+  experiment.train_and_evaluate(config, workdir)
 
 
 def main(argv: list[str]) -> None:

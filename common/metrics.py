@@ -56,6 +56,14 @@ def read_metrics(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+PERF_PREFIX = 'perf/'  # wall-clock measurements (throughput): the only keys a rerun changes
+
+
+def without_perf(rows: list[dict]) -> list[dict]:
+  """The records without their wall-clock keys: what must be identical across reruns."""
+  return [{k: v for k, v in r.items() if not k.startswith(PERF_PREFIX)} for r in rows]
+
+
 def _py(value):
   value = np.asarray(value)
   return float(value) if value.dtype.kind == 'f' else value.item()

@@ -14,12 +14,17 @@ import json
 import pathlib
 import sys
 
-from common.results import PROVENANCE, VERDICTS
+from common.results import PROVENANCE
+from common.stats import VERDICTS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 BENCH_BEGIN, BENCH_END = '<!-- bench:begin -->', '<!-- bench:end -->'
-PAPERS = ('parscale', 'edlm', 'rs2', 'redi', 'props', 'atss', 'sampling_free', 'unpg')
+
+
+def papers(root: pathlib.Path = ROOT) -> list[str]:
+  """Every folder under papers/ with a README.md (a reproduction, whether run yet or not)."""
+  return sorted(p.parent.name for p in (root / 'papers').glob('*/README.md'))
 
 
 def _cell(value) -> str:
@@ -44,13 +49,45 @@ def check_results(results: dict, where: str) -> None:
       raise ValueError(f'{where}: claim {c.get("claim")!r} has verdict {c.get("verdict")!r}')
 
 
+def verdict_cell(c: dict) -> str:
+  """The verdict, with the earlier ones a rerun changed (newest last)."""
+  earlier = '; '.join(f'{h["verdict"]} on {h["date"]} at {h["commit"][:7]}'
+                      for h in c.get('history', []))
+  return f'**{c["verdict"]}**' + (f' (was: {earlier})' if earlier else '')
+
+
+def floor_cell(c: dict) -> str:
+  f = c.get('floor')
+  return f'{f["name"]}: {f["value"]:.4g}' if f else ''
+
+
+def per_seed_rows(claims: list[dict]) -> list[tuple]:
+  """One row per (claim metric, arm): its value on every seed and the mean."""
+  rows, seen = [], set()
+  for c in claims:
+    for arm, values in (c.get('per_seed') or {}).items():
+      key = (c.get('metric'), arm)
+      if key in seen:
+        continue
+      seen.add(key)
+      rows.append((c.get('metric', ''), arm, ', '.join(f'{v:.4g}' for v in values),
+                   f'{sum(values) / len(values):.4g}' if values else ''))
+  return rows
+
+
 def paper_section(results: dict) -> str:
   p = results['provenance']
   parts = [f'Measured by `{p["command"]}` on {p["date"]} ({p["machine"]}; commit '
-           f'`{p["git_commit"][:12]}`; seeds {p["seeds"]}; wall time {p["wall_time_s"]:.0f} s).',
-           '', markdown_table(('claim', 'paper', 'ours', 'verdict'),
-                              [(c['claim'], c['paper'], c['ours'], c['verdict'])
+           f'`{p["git_commit"][:12]}`; seeds {p["seeds"]}; wall time {p["wall_time_s"]:.0f} s). '
+           'Verdicts by `common.stats` (95% Student-t intervals of paired seed differences; '
+           'see CONTRIBUTING.md).',
+           '', markdown_table(('claim', 'paper', 'ours', 'floor', 'verdict'),
+                              [(c['claim'], c['paper'], c['ours'], floor_cell(c), verdict_cell(c))
                                for c in results['claims']])]
+  seeds = per_seed_rows(results['claims'])
+  if seeds:
+    parts += ['', '**Per-seed values (seed order as in the provenance)**', '',
+              markdown_table(('metric', 'arm', 'per seed', 'mean'), seeds)]
   for t in results.get('tables', []):
     parts += ['', f'**{t["title"]}**', '', markdown_table(t['columns'], t['rows'])]
   for plot in results.get('plots', []):
@@ -62,7 +99,7 @@ def paper_section(results: dict) -> str:
 
 def status_table(all_results: dict[str, dict | None]) -> str:
   rows = []
-  for name in PAPERS:
+  for name in sorted(all_results):
     r = all_results.get(name)
     if r is None:
       rows.append((f'`{name}`', 'not yet reproduced', '', '', '', '', '', ''))
@@ -72,7 +109,7 @@ def status_table(all_results: dict[str, dict | None]) -> str:
       head = (f'[{name}](papers/{name}/README.md)', ) if i == 0 else ('',)
       tail = (p['date'], f'`{p["command"]}`', f'{p["wall_time_s"]:.0f} s') if i == 0 else \
           ('', '', '')
-      rows.append(head + (c['claim'], c['paper'], c['ours'], c['verdict']) + tail)
+      rows.append(head + (c['claim'], c['paper'], c['ours'], verdict_cell(c)) + tail)
   return markdown_table(('paper', 'claim', 'paper says', 'ours', 'verdict', 'date', 'command',
                          'wall time'), rows)
 
@@ -144,7 +181,7 @@ def flags_table(after: dict, before: dict) -> str:
 def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
   """Every generated file's new text, keyed by path."""
   out, all_results = {}, {}
-  for name in PAPERS:
+  for name in papers(root):
     path = root / 'papers' / name / 'results.json'
     if not path.exists():
       all_results[name] = None

@@ -1,7 +1,10 @@
 """Results files: what every reproduction writes, with the provenance to trust it.
 
-`papers/<name>/results.json` holds the claims (paper's number beside ours, with a verdict),
-tables, plot file names and provenance. `python -m common.report` turns it into the README
+`papers/<name>/results.json` holds the claims (paper's number beside ours, each judged by
+`common.stats`, with its per-seed values, interval, floor and convergence), every run's final
+metrics (`runs`: arm -> one entry per seed, with the command that reproduces it), tables, plot
+file names and provenance. When a rerun changes a claim's verdict, the claim keeps the earlier
+ones in `history` (verdict, date, commit). `python -m common.report` turns it into the README
 results section and the WORKSPACE.md status table; numbers are never typed by hand.
 """
 
@@ -18,24 +21,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-VERDICTS = ('reproduced', 'partly', 'not')
 PROVENANCE = ('command', 'git_commit', 'date', 'machine', 'seeds', 'wall_time_s', 'versions')
 _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'grain', 'numpy')
-
-
-def verdict(effect: float, noise: float, expected_sign: int = 1) -> str:
-  """The rule in CONTRIBUTING.md: `effect` is ours in the paper's direction when its sign is
-  `expected_sign`; reproduced = right direction and |effect| > noise (2 standard errors of the
-  difference over seeds); partly = right direction within noise; not = otherwise."""
-  if effect * expected_sign <= 0:
-    return 'not'
-  return 'reproduced' if abs(effect) > noise else 'partly'
-
-
-def claim(text: str, paper: str, ours: str, verdict_: str) -> dict[str, str]:
-  if verdict_ not in VERDICTS:
-    raise ValueError(f'verdict {verdict_!r} is not one of {VERDICTS}')
-  return {'claim': text, 'paper': paper, 'ours': ours, 'verdict': verdict_}
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
@@ -83,16 +70,39 @@ def _module_name() -> str:
   return spec.name if spec is not None else sys.argv[0]
 
 
+def with_history(claims: Sequence[dict], previous: dict | None) -> list[dict]:
+  """`claims` with each one's earlier verdicts (from the `previous` results of the same path)
+  in `history` when the verdict changed; matched by claim text."""
+  if not previous:
+    return [dict(c) for c in claims]
+  p = previous.get('provenance', {})
+  old = {c['claim']: c for c in previous.get('claims', [])}
+  out = []
+  for c in claims:
+    c = dict(c)
+    before = old.get(c['claim'])
+    if before is not None:
+      history = list(before.get('history', []))
+      if before['verdict'] != c['verdict']:
+        history.append({'verdict': before['verdict'], 'date': p.get('date', ''),
+                        'commit': p.get('git_commit', '')[:12], 'ours': before.get('ours', '')})
+      if history:
+        c['history'] = history
+    out.append(c)
+  return out
+
+
 def write_results(path: str | os.PathLike, *, paper: str, title: str,
                   claims: Sequence[dict], tables: Sequence[dict] = (),
                   plots: Sequence[str] = (), notes: Sequence[str] = (),
                   seeds: Sequence[int] = (0,), wall_time_s: float = 0.0,
-                  command: str | None = None) -> dict[str, Any]:
+                  command: str | None = None, runs: dict | None = None) -> dict[str, Any]:
   """Writes results.json atomically; plot names are relative to its folder."""
-  results = {'paper': paper, 'title': title, 'claims': list(claims), 'tables': list(tables),
-             'plots': list(plots), 'notes': list(notes),
-             'provenance': provenance(seeds, wall_time_s, command)}
   path = pathlib.Path(path)
+  previous = json.loads(path.read_text()) if path.exists() else None
+  results = {'paper': paper, 'title': title, 'claims': with_history(claims, previous),
+             'tables': list(tables), 'plots': list(plots), 'notes': list(notes),
+             'runs': runs or {}, 'provenance': provenance(seeds, wall_time_s, command)}
   tmp = path.with_suffix('.json.tmp')
   tmp.write_text(json.dumps(results, indent=2, default=float) + '\n')
   os.replace(tmp, path)

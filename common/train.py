@@ -33,7 +33,7 @@ import optax
 import tqdm
 from absl import logging
 
-from common import parallel
+from common import parallel, watchdog
 from common.checkpoint import Checkpointer
 from common.config import ConfigError
 from common.metrics import MetricWriter, nonfinite
@@ -253,10 +253,13 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints,
                       config.to_json_best_effort(), strict=not config.get('force_resume', False))
   state, start = ckpt.restore_latest(state)
+  if start and jax.process_index() == 0:
+    tqdm.tqdm.write(f'{workdir}: resumed from step {start} of {cfg.steps}')
   writer = MetricWriter(workdir, resume_step=start)
   eval_metrics: dict[str, float] = {}
 
   def run_eval(step: int) -> dict[str, float]:
+    watchdog.beat('eval', step)
     metrics = evaluate(eval_step, state.params, eval_batches(), mesh)
     writer.write_scalars(step, {f'eval/{k}': v for k, v in metrics.items()})
     if jax.process_index() == 0:
@@ -267,32 +270,42 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
   lr_at = make_schedule(config.optim, cfg.steps)
   progress = tqdm.tqdm(total=cfg.steps, initial=start, disable=jax.process_index() != 0,
                        mininterval=2.0, desc=os.path.basename(workdir.rstrip('/')))
+  examples = cfg.batch_size  # global batch
+  timed_from, timed_step = time.perf_counter(), start
   with Preemption() as preemption:
     for step in range(start, cfg.steps):
+      watchdog.beat('train' if step > start else 'compile and first train step', step)
       state, metrics = train_step(state, parallel.shard_batch(train_batch(step), mesh))
       done = step + 1
       if done % cfg.log_every == 0 or done == cfg.steps:  # the logged step's own values
         logged = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        now = time.perf_counter()  # throughput since the last log (the first includes compile)
+        steps_per_s = (done - timed_step) / max(now - timed_from, 1e-9)
+        timed_from, timed_step = now, done
+        perf = {'perf/steps_per_s': steps_per_s, 'perf/examples_per_s': steps_per_s * examples}
         bad = nonfinite(logged)
         if bad:
           ckpt.wait()
           raise NonFiniteError(f'step {done}: train/{bad} is {logged[bad]}; stopped, the last '
                                'good checkpoint is kept (lower optim.lr or check the data)')
         writer.write_scalars(done, {f'train/{k}': v for k, v in logged.items()}
-                             | {'train/lr': float(lr_at(step))})
-        progress.set_postfix(loss=f'{logged["loss"]:.4f}', refresh=False)
+                             | {'train/lr': float(lr_at(step))} | perf)
+        rate = perf['perf/examples_per_s']
+        progress.set_postfix(loss=f'{logged["loss"]:.4f}', ex_per_s=f'{rate:.0f}', refresh=False)
       elif done % SYNC_EVERY == 0:
         jax.block_until_ready(state)
       progress.update(1)
       if eval_step and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
         eval_metrics = run_eval(done)
       if done % cfg.checkpoint_every == 0 or done == cfg.steps or preemption.requested:
+        watchdog.beat('checkpoint', done)
         ckpt.save(done, state)
       if preemption.requested:
         break
   progress.close()
   if eval_step and not preemption.requested:
     eval_metrics = run_eval(int(state.step))
+  watchdog.beat('checkpoint', int(state.step))
   ckpt.wait()
   writer.close()
   return FitResult(state, eval_metrics, preemption.requested, time.time() - started)

@@ -11,7 +11,8 @@ import pathlib
 
 import common
 
-common.add_xla_flags('--xla_force_host_platform_device_count=8', *common.FAST_COMPILE_XLA_FLAGS)
+common.add_xla_flags('--xla_force_host_platform_device_count=8', *common.CPU_XLA_FLAGS,
+                     *common.FAST_COMPILE_XLA_FLAGS)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -1,0 +1,272 @@
+"""Arms x seeds through the one run path, resumable, with one progress bar.
+
+An arm is a config file plus overrides (nothing else); a run is one (arm, seed). Each run goes
+through `common.experiment.train_and_evaluate` in `<root>/<arm>/seed_<s>` exactly as
+
+    python -m common.main --config=<arm.config> --config.<key>=<value> ... --config.seed=<s> \
+        --workdir=<root>/<arm>/seed_<s>
+
+would run it (`Run.command` is that line). A finished run (its `result.json` written) is
+skipped when the sweep is rerun; an interrupted one resumes from its newest checkpoint. So a
+killed reproduction rerun with the same `--workdir` finishes with the same numbers.
+
+Seeds run together where that is cheaper: `Arm(vmap_seeds=True)` trains the seeds as one run
+with `config.seed = seeds[0]`, `config.num_seeds = len(seeds)` (the experiment vmaps them and
+returns `{'per_seed': [metrics of seed 0, ...]}`); `jobs > 1` runs that many runs at once as
+`common.main` processes.
+
+A paper's `reproduce.py` calls `main(...)` with its arms, seeds and an `analyse` function that
+turns the runs into claims (via `common.stats`), tables and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import importlib.util
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+import tqdm
+
+import common
+from common import experiment, results, watchdog
+from common.config import ConfigError
+from common.metrics import read_metrics
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class After:
+  """An override value: the workdir of arm `arm`'s run with the same seed (a stage that starts
+  from another run's checkpoint). That arm must come earlier in the sweep."""
+  arm: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  name: str
+  config: str  # 'configs/<paper>/<exp>.py[:arg]', relative to the repository root
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  vmap_seeds: bool = False
+
+
+@dataclasses.dataclass
+class Run:
+  arm: str
+  seed: int
+  workdir: str
+  command: str
+  metrics: dict[str, Any]
+
+  def history(self, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of `key` in this run's metrics.jsonl (for vmapped seeds, the
+    experiment logs `key/seed<i>`)."""
+    rows = [r for r in read_metrics(self.workdir) if key in r]
+    return [r['step'] for r in rows], [r[key] for r in rows]
+
+
+def load_config(spec: str, overrides: Mapping[str, Any] = ()) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of 'configs/x/y.py[:arg]' with dotted-key overrides, locked as
+  `common.main` locks it."""
+  path, _, arg = spec.partition(':')
+  if not (ROOT / path).exists():
+    raise ConfigError(f'config file {path} does not exist: give a path under {ROOT}')
+  spec_ = importlib.util.spec_from_file_location(f'_config_{abs(hash(path))}', ROOT / path)
+  module = importlib.util.module_from_spec(spec_)
+  spec_.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  for key, value in dict(overrides).items():
+    *path, leaf = key.split('.')
+    parent = config
+    for part in path:
+      parent = parent[part]
+    if leaf not in parent:
+      raise ConfigError(f'override {key}: no such setting in {spec}')
+    parent[leaf] = tuple(value) if isinstance(value, list) else value
+  config.lock()
+  return config
+
+
+def _flag_value(value: Any) -> str:
+  return value if isinstance(value, str) else repr(value)
+
+
+def command(spec: str, overrides: Mapping[str, Any], workdir: str) -> list[str]:
+  """The `python -m common.main` argument list that runs this config."""
+  return ['--config=' + spec, *(f'--config.{k}={_flag_value(v)}' for k, v in overrides.items()),
+          f'--workdir={workdir}']
+
+
+class _Job:
+  def __init__(self, arm: Arm, seeds: Sequence[int], root: str):
+    self.arm, self.seeds = arm, list(seeds)
+    name = f'seeds_{seeds[0]}-{seeds[-1]}' if arm.vmap_seeds else f'seed_{seeds[0]}'
+    self.workdir = os.path.join(root, arm.name, name)
+
+  def overrides(self, workdirs: Mapping[tuple[str, int], str]) -> dict[str, Any]:
+    out = {k: (workdirs[(v.arm, self.seeds[0])] if isinstance(v, After) else v)
+           for k, v in self.arm.overrides.items()}
+    out['seed'] = self.seeds[0]
+    if self.arm.vmap_seeds:
+      out['num_seeds'] = len(self.seeds)
+    return out
+
+
+def _finished(job: _Job, config: ml_collections.ConfigDict) -> dict | None:
+  done = experiment.read_result(job.workdir)
+  if done is None:
+    return None
+  if done['config'] != json.loads(experiment.config_json(config)):
+    raise ConfigError(f'{job.workdir} holds a finished run of another config: delete it or '
+                      'pass another --workdir')
+  return done['metrics']
+
+
+def _split(job: _Job, metrics: dict, cmd: str) -> list[Run]:
+  if not job.arm.vmap_seeds:
+    return [Run(job.arm.name, job.seeds[0], job.workdir, cmd, metrics)]
+  per_seed = metrics.get('per_seed')
+  if not isinstance(per_seed, list) or len(per_seed) != len(job.seeds):
+    raise ValueError(f'{job.arm.name}: a vmap_seeds experiment must return per_seed metrics '
+                     f'for its {len(job.seeds)} seeds')
+  return [Run(job.arm.name, s, job.workdir, cmd, m)
+          for s, m in zip(job.seeds, per_seed, strict=True)]
+
+
+def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int = 1,
+              desc: str = 'sweep') -> dict[str, list[Run]]:
+  """Runs every arm x seed (finished runs skipped); returns {arm: [Run per seed, seed order]}."""
+  names = [a.name for a in arms]
+  if len(set(names)) != len(names):
+    raise ValueError(f'arm names repeat: {names}')
+  if arms and any(a.vmap_seeds for a in arms) and list(seeds) != list(
+      range(seeds[0], seeds[0] + len(seeds))):
+    raise ConfigError(f'--seeds={seeds}: vmapped seeds must be consecutive')
+  todo = [_Job(a, seeds, root) if a.vmap_seeds else _Job(a, [s], root)
+          for a in arms for s in ([seeds[0]] if a.vmap_seeds else seeds)]
+  workdirs = {(j.arm.name, s): j.workdir for j in todo for s in j.seeds}
+  out: dict[str, list[Run]] = {a.name: [] for a in arms}
+  bar = tqdm.tqdm(total=len(todo), desc=desc, unit='run', position=0, mininterval=0,
+                  dynamic_ncols=True)
+
+  def finish(job, metrics, cmd, state):
+    out[job.arm.name].extend(_split(job, metrics, cmd))
+    bar.update(1)
+    tqdm.tqdm.write(f'[{desc}] {job.arm.name} seeds {job.seeds}: {state}')
+
+  pool = concurrent.futures.ThreadPoolExecutor(max(jobs, 1)) if jobs > 1 else None
+  pending: dict[Any, tuple[_Job, str]] = {}
+  for job in todo:
+    deps = {v.arm for v in job.arm.overrides.values() if isinstance(v, After)}
+    if pool and deps & {j.arm.name for j, _ in pending.values()}:
+      _drain(pending, finish)  # a stage waits for the runs it starts from
+    overrides = job.overrides(workdirs)
+    config = load_config(job.arm.config, overrides)
+    args = command(job.arm.config, overrides, job.workdir)
+    cmd = 'python -m common.main ' + ' '.join(shlex.quote(a) for a in args)
+    done = _finished(job, config)
+    if done is not None:
+      finish(job, done, cmd, 'done before, skipped')
+    elif pool is None:
+      os.makedirs(job.workdir, exist_ok=True)
+      finish(job, experiment.train_and_evaluate(config, job.workdir), cmd, 'finished')
+    else:
+      os.makedirs(job.workdir, exist_ok=True)
+      pending[pool.submit(_subprocess, args, job.workdir)] = (job, cmd)
+  _drain(pending, finish)
+  bar.close()
+  for runs in out.values():
+    runs.sort(key=lambda r: r.seed)
+  return out
+
+
+def _subprocess(args: list[str], workdir: str) -> dict:
+  with open(os.path.join(workdir, 'log.txt'), 'a') as log:
+    code = subprocess.run([sys.executable, '-m', 'common.main', *args], cwd=ROOT, stdout=log,
+                          stderr=subprocess.STDOUT).returncode
+  if code:
+    raise RuntimeError(f'run failed (exit {code}); see {workdir}/log.txt')
+  return experiment.read_result(workdir)['metrics']
+
+
+def _drain(pending: dict, finish: Callable) -> None:
+  for future in concurrent.futures.as_completed(list(pending)):
+    job, cmd = pending.pop(future)
+    finish(job, future.result(), cmd, 'finished')
+
+
+# --- the reproduce command line ---------------------------------------------------------------
+
+def parse_args(paper: str, default_seeds: Sequence[int], argv: Sequence[str] | None = None
+               ) -> argparse.Namespace:
+  """The flags every `papers/<paper>/reproduce.py` takes."""
+  p = argparse.ArgumentParser(prog=f'python -m papers.{paper}.reproduce')
+  p.add_argument('--quick', action='store_true',
+                 help='the few-step form (smoke configs); writes results beside its runs')
+  p.add_argument('--workdir', default='',
+                 help=f'where the runs live (default runs/{paper}[_quick]); rerun with the same '
+                      'one to resume: finished runs are skipped')
+  p.add_argument('--seeds', default='', help='comma-separated seeds (default '
+                 f'{",".join(map(str, default_seeds))})')
+  p.add_argument('--arms', default='', help='comma-separated subset of the arms (default all)')
+  p.add_argument('--jobs', type=int, default=1, help='runs at once, as separate processes')
+  p.add_argument('--out', default='', help='folder for results.json and plots (default '
+                 f'papers/{paper}; with --quick, the workdir)')
+  p.add_argument('--watchdog_s', type=float, default=1800,
+                 help='exit with one line when a run makes no progress this long (0: never)')
+  args = p.parse_args(argv)
+  args.seeds = [int(s) for s in args.seeds.split(',')] if args.seeds else list(default_seeds)
+  args.workdir = args.workdir or str(ROOT / 'runs' / (paper + ('_quick' if args.quick else '')))
+  args.out = pathlib.Path(args.out or (args.workdir if args.quick else ROOT / 'papers' / paper))
+  return args
+
+
+def main(paper: str, title: str, arms: Callable[[bool], Sequence[Arm]],
+         analyse: Callable[..., dict], default_seeds: Sequence[int],
+         argv: Sequence[str] | None = None) -> dict:
+  """Runs a paper's reproduction: its arms x seeds, then `analyse(runs, quick=, out=)` ->
+  {'claims', 'tables', 'plots', 'notes'}; writes `results.json` once, at the end."""
+  args = parse_args(paper, default_seeds, argv)
+  common.add_xla_flags(*common.CPU_XLA_FLAGS)
+  import jax
+  jax.config.update('jax_compilation_cache_dir', str(ROOT / '.cache' / 'jax_reproduce'))
+  watchdog.start(args.watchdog_s)
+  chosen = list(arms(args.quick))
+  if args.arms:
+    wanted = args.arms.split(',')
+    unknown = sorted(set(wanted) - {a.name for a in chosen})
+    if unknown:
+      raise SystemExit(f'error: --arms={unknown[0]} is not one of '
+                       f'{", ".join(a.name for a in chosen)}')
+    chosen = [a for a in chosen if a.name in wanted]
+  started = time.time()
+  runs = run_sweep(chosen, args.seeds, args.workdir, jobs=args.jobs, desc=paper)
+  args.out.mkdir(parents=True, exist_ok=True)
+  analysis = analyse(runs, quick=args.quick, out=args.out)
+  wall = time.time() - started
+  out = results.write_results(
+      args.out / 'results.json', paper=paper, title=title, seeds=args.seeds, wall_time_s=wall,
+      runs={name: [dataclasses.asdict(r) | {'metrics': _scalars(r.metrics)} for r in rs]
+            for name, rs in runs.items()}, **analysis)
+  print(f'wrote {args.out / "results.json"} in {wall:.0f} s')
+  return out
+
+
+def _scalars(metrics: dict) -> dict:
+  return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def metric(runs: Mapping[str, Sequence[Run]], key: str) -> dict[str, list[float]]:
+  """{arm: [final `key` per seed, seed order]}: the per_seed input of `common.stats`."""
+  return {arm: [float(r.metrics[key]) for r in rs] for arm, rs in runs.items()}
