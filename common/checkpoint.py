@@ -98,3 +98,17 @@ class Checkpointer:
             f'the workdir holds checkpoints of a different config.{section} '
             f'({saved.get(section)} != {self.config.get(section)}): '
             'pass a fresh --workdir, or --force_resume to resume anyway')
+
+
+def restore_params(workdir: str) -> Any:
+  """The parameters of the newest checkpoint in another run's `workdir` (a stage that starts
+  from that run: REDI's preference stage from SFT, ParScale's recycling), as numpy arrays in
+  the saved tree structure. One line naming the workdir when it holds no checkpoint."""
+  directory = f'{workdir.rstrip("/")}/checkpoints'
+  manager = ocp.CheckpointManager(directory)
+  step = manager.latest_step()
+  if step is None:
+    raise ConfigError(f'{workdir} holds no checkpoint to start from: run that stage first')
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  state = restored['state']
+  return jax.tree.map(np.asarray, state['params'] if isinstance(state, dict) else state.params)
