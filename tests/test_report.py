@@ -15,11 +15,21 @@ def test_results_without_provenance_are_rejected():
     report.check_results({'provenance': {'command': 'x'}, 'claims': []}, 'r.json')
 
 
-def test_verdict_rule():
-  assert results.verdict(0.5, 0.1) == 'reproduced'
-  assert results.verdict(0.05, 0.1) == 'partly'
-  assert results.verdict(-0.5, 0.1) == 'not'
-  assert results.verdict(-0.5, 0.1, expected_sign=-1) == 'reproduced'
+def test_a_changed_verdict_keeps_the_previous_one(tmp_path):
+  claim = {'claim': 'a beats b', 'paper': 'p', 'ours': '1 vs 0', 'verdict': 'inconclusive'}
+  results.write_results(tmp_path / 'results.json', paper='x', title='x', claims=[claim])
+  again = results.write_results(tmp_path / 'results.json', paper='x', title='x', claims=[claim])
+  assert 'history' not in again['claims'][0]  # same verdict: nothing to keep
+  changed = results.write_results(tmp_path / 'results.json', paper='x', title='x',
+                                  claims=[dict(claim, verdict='reproduced')])
+  (before,) = changed['claims'][0]['history']
+  assert before['verdict'] == 'inconclusive' and before['ours'] == '1 vs 0'
+  assert report.verdict_cell(changed['claims'][0]).startswith('**reproduced** (was: inconclusive')
+
+
+def test_the_report_finds_every_paper_folder():
+  names = report.papers()
+  assert {'atss', 'props', 'unpg'} <= set(names) and 'common' not in names
 
 
 def test_replace_block_keeps_surrounding_text():

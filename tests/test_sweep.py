@@ -1,0 +1,116 @@
+"""The sweep runner: the one run path in-process and as `common.main` processes, finished runs
+skipped, a killed reproduction resumed to the same results, and the watchdog."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from common import config as cfglib
+from common import experiment, sweep
+from tests.testutil import ROOT, xla_flags
+
+ARMS = [sweep.Arm(f'lr{lr:g}', 'configs/quickstart.py:smoke',
+                  {'optim.lr': lr, 'train.steps': 8, 'train.checkpoint_every': 2,
+                   'train.log_every': 1, 'train.eval_every': 4})
+        for lr in (3e-3, 1e-3)]
+
+
+def _metrics(runs):
+  return {arm: [r.metrics for r in rs] for arm, rs in runs.items()}
+
+
+@pytest.mark.slow
+def test_in_process_equals_common_main_processes_and_finished_runs_are_skipped(tmp_path):
+  here = sweep.run_sweep(ARMS[:1], [0, 1], str(tmp_path / 'a'))
+  os.environ['XLA_FLAGS'] = xla_flags(8)  # the subprocesses see this session's 8 devices
+  there = sweep.run_sweep(ARMS[:1], [0, 1], str(tmp_path / 'b'), jobs=2)
+  assert _metrics(here) == _metrics(there)
+  run = here['lr0.003'][1]
+  assert run.seed == 1 and run.command.startswith(
+      'python -m common.main --config=configs/quickstart.py:smoke --config.optim.lr=0.003')
+  steps, losses = run.history('train/loss')
+  assert steps == list(range(1, 9)) and len(losses) == 8
+  mtime = os.path.getmtime(os.path.join(run.workdir, experiment.RESULT))
+  again = sweep.run_sweep(ARMS[:1], [0, 1], str(tmp_path / 'a'))  # nothing to train
+  assert _metrics(again) == _metrics(here)
+  assert os.path.getmtime(os.path.join(run.workdir, experiment.RESULT)) == mtime
+  other = [sweep.Arm('lr0.003', ARMS[1].config, dict(ARMS[0].overrides, **{'optim.lr': 0.1}))]
+  with pytest.raises(cfglib.ConfigError, match='finished run of another config'):
+    sweep.run_sweep(other, [0], str(tmp_path / 'a'))
+
+
+REPRODUCE = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, {root!r})
+    from common import stats, sweep
+    from tests.test_sweep import ARMS
+
+    def analyse(runs, quick, out):
+      per_seed = sweep.metric(runs, 'bits_per_char')
+      return {{'claims': [stats.compare('lr 3e-3 beats 1e-3', '-', per_seed, 'lr0.003', 'lr0.001',
+                                       'a<b', metric='bits_per_char')]}}
+
+    sweep.main('toy', 'Toy', lambda quick: ARMS, analyse, (0, 1, 2), sys.argv[1:])
+''')
+
+
+def _reproduce(script, workdir, out, stdout=subprocess.PIPE):
+  env = {**os.environ, 'XLA_FLAGS': xla_flags(1)}
+  return subprocess.Popen([sys.executable, str(script), f'--workdir={workdir}', f'--out={out}',
+                           '--watchdog_s=300'], cwd=ROOT, env=env,
+                          stdout=stdout, stderr=subprocess.STDOUT, text=True)
+
+
+def _comparable(path):
+  results = json.loads(path.read_text())
+  return results['claims'], {arm: [r['metrics'] for r in rs]
+                             for arm, rs in results['runs'].items()}
+
+
+@pytest.mark.slow
+def test_killed_reproduction_resumes_to_the_same_results(tmp_path):
+  script = tmp_path / 'reproduce_toy.py'
+  script.write_text(REPRODUCE.format(root=str(ROOT)))
+  whole = _reproduce(script, tmp_path / 'whole', tmp_path / 'whole_out')
+  out = whole.communicate(timeout=300)[0]
+  assert whole.returncode == 0, out[-2000:]
+  proc = _reproduce(script, tmp_path / 'killed', tmp_path / 'killed_out', subprocess.DEVNULL)
+  middle = tmp_path / 'killed' / 'lr0.003' / 'seed_1' / 'metrics.jsonl'
+  deadline = time.time() + 240
+  while proc.poll() is None and time.time() < deadline:  # kill -9 in the middle of a run
+    if middle.exists() and len(middle.read_text().splitlines()) >= 5:
+      proc.send_signal(signal.SIGKILL)
+      break
+    time.sleep(0.02)
+  assert proc.wait(timeout=60) == -signal.SIGKILL, 'the reproduction ended before the kill'
+  assert not (tmp_path / 'killed_out' / 'results.json').exists()  # written only at the end
+  again = _reproduce(script, tmp_path / 'killed', tmp_path / 'killed_out')
+  log = again.communicate(timeout=300)[0]
+  assert again.returncode == 0, log[-2000:]
+  assert 'lr0.003 seeds [0]: done before, skipped' in log
+  assert 'resumed from step' in log
+  assert _comparable(tmp_path / 'killed_out' / 'results.json') == \
+      _comparable(tmp_path / 'whole_out' / 'results.json')
+
+
+def test_watchdog_ends_a_stalled_run_with_one_line():
+  code = ('from common import watchdog; import time; watchdog.start(0.5); '
+          "watchdog.beat('eval', 7); time.sleep(30)")
+  proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=60)
+  assert proc.returncode == 5
+  (line,) = proc.stderr.strip().splitlines()
+  assert line.startswith('error: no progress for') and 'in eval at step 7' in line
+
+
+def test_overrides_name_existing_settings():
+  config = sweep.load_config('configs/quickstart.py:smoke', {'optim.lr': 0.5})
+  assert config.optim.lr == 0.5 and config.is_locked
+  with pytest.raises(cfglib.ConfigError, match='override optim.lrr: no such setting'):
+    sweep.load_config('configs/quickstart.py:smoke', {'optim.lrr': 0.5})
