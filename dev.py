@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Set up `.venv` on first use, then run a reproduction or the test suite.
 
-    python3 dev.py reproduce [PAPER] [--quick]   # default: props (no data needed, ~3 min)
+    python3 dev.py                               # the papers, their verdicts and wall times
+    python3 dev.py reproduce [PAPER] [FLAGS]     # default: props (no data needed)
     python3 dev.py reproduce quickstart          # the tiny character LM of the foundation
     python3 dev.py test [PYTEST ARGS]            # the whole suite (what CI runs)
 
-Needs only Python 3.11 and pip. Reinstalls when pyproject.toml changes. Set
-PAPERS_EXTRAS (default "test") to install more extras, e.g. "test,hf" as CI does.
+Every reproduction takes the same flags: --quick (few-step form), --workdir=DIR (resumes:
+finished runs are skipped), --seeds=0,1,2, --arms=a,b, --jobs=N. Needs Python >= 3.11 and pip;
+reinstalls when pyproject.toml changes. Set PAPERS_EXTRAS (default "test") to install more
+extras, e.g. "test,hf" as CI does, or "test,gpu" on an NVIDIA machine.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -20,15 +24,17 @@ VENV = ROOT / '.venv'
 PY = VENV / 'bin' / 'python'
 STAMP = VENV / '.installed-pyproject'
 DEFAULT_PAPER = 'props'  # needs no dataset: gymnax CartPole and a bandit
+SUPPORTED = ((3, 13), (3, 12), (3, 11))
 
 
-def _python311() -> str:
-  if sys.version_info[:2] == (3, 11):
+def _python() -> str:
+  if sys.version_info[:2] >= (3, 11):
     return sys.executable
-  found = shutil.which('python3.11')
-  if not found:
-    sys.exit('error: Python 3.11 is required (jax 0.10.2 pins it): install python3.11')
-  return found
+  for major, minor in SUPPORTED:
+    found = shutil.which(f'python{major}.{minor}')
+    if found:
+      return found
+  sys.exit('error: Python >= 3.11 is required: install python3.11, 3.12 or 3.13')
 
 
 def ensure_env() -> None:
@@ -38,15 +44,37 @@ def ensure_env() -> None:
   if STAMP.exists() and STAMP.read_text() == pyproject:
     return
   if not PY.exists():
-    print('setting up .venv (first use, about a minute) ...', flush=True)
-    subprocess.run([_python311(), '-m', 'venv', str(VENV)], check=True)
+    print('setting up .venv (first use, a few minutes) ...', flush=True)
+    subprocess.run([_python(), '-m', 'venv', str(VENV)], check=True)
   subprocess.run([str(PY), '-m', 'pip', 'install', '-q', '--upgrade', 'pip'], check=True)
   subprocess.run([str(PY), '-m', 'pip', 'install', '-q', '-e', f'{ROOT}[{extras}]'], check=True)
   STAMP.write_text(pyproject)
 
 
+def papers() -> str:
+  """One line per paper: its verdicts and the wall time of its last full reproduction."""
+  lines = [f'{"paper":<15} {"verdicts":<58} wall time']
+  for readme in sorted((ROOT / 'papers').glob('*/README.md')):
+    results = readme.with_name('results.json')
+    if not results.exists():
+      lines.append(f'{readme.parent.name:<15} {"not yet reproduced":<58}')
+      continue
+    r = json.loads(results.read_text())
+    counts = {}
+    for c in r['claims']:
+      counts[c['verdict']] = counts.get(c['verdict'], 0) + 1
+    verdicts = ', '.join(f'{n} {v}' for v, n in sorted(counts.items()))
+    lines.append(f'{readme.parent.name:<15} {verdicts:<58} '
+                 f'{r["provenance"]["wall_time_s"] / 60:.0f} min')
+  return '\n'.join(lines)
+
+
 def main(argv: list[str]) -> int:
-  if not argv or argv[0] not in ('reproduce', 'test'):
+  if not argv:
+    print(__doc__)
+    print(papers())
+    return 0
+  if argv[0] not in ('reproduce', 'test'):
     print(__doc__)
     return 2
   ensure_env()
@@ -61,6 +89,9 @@ def main(argv: list[str]) -> int:
     return code
   rest = argv[1:]
   paper = rest.pop(0) if rest and not rest[0].startswith('-') else DEFAULT_PAPER
+  if paper != 'quickstart' and not (ROOT / 'papers' / paper / 'reproduce.py').exists():
+    print(f'error: no reproduction named {paper!r}\n{papers()}', file=sys.stderr)
+    return 2
   module = 'common.quickstart' if paper == 'quickstart' else f'papers.{paper}.reproduce'
   code = subprocess.run([str(PY), '-m', module, *rest], cwd=ROOT, env=env).returncode
   if code == 0 and paper != 'quickstart' and '--quick' not in rest:  # its results table

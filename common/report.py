@@ -20,6 +20,7 @@ from common.stats import VERDICTS
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 BENCH_BEGIN, BENCH_END = '<!-- bench:begin -->', '<!-- bench:end -->'
+HEAD_BEGIN, HEAD_END = '<!-- headline:begin -->', '<!-- headline:end -->'
 
 
 def papers(root: pathlib.Path = ROOT) -> list[str]:
@@ -114,6 +115,20 @@ def status_table(all_results: dict[str, dict | None]) -> str:
                          'wall time'), rows)
 
 
+def headline_table(all_results: dict[str, dict | None]) -> str:
+  """README's first table: every claim and its verdict, one row each."""
+  rows = []
+  for name in sorted(all_results):
+    r = all_results[name]
+    if r is None:
+      rows.append((f'[{name}](papers/{name}/README.md)', 'not yet reproduced', ''))
+      continue
+    for i, c in enumerate(r['claims']):
+      rows.append((f'[{name}](papers/{name}/README.md)' if i == 0 else '', c['claim'],
+                   c['verdict']))
+  return markdown_table(('paper', 'claim', 'verdict'), rows)
+
+
 def replace_block(text: str, block: str, where: str, begin: str = BEGIN, end: str = END) -> str:
   if begin not in text or end not in text:
     raise ValueError(f'{where} has no {begin} ... {end} markers')
@@ -191,6 +206,9 @@ def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
     all_results[name] = results
     readme = root / 'papers' / name / 'README.md'
     out[readme] = replace_block(readme.read_text(), paper_section(results), str(readme))
+  readme = root / 'README.md'
+  out[readme] = replace_block(readme.read_text(), headline_table(all_results), str(readme),
+                              HEAD_BEGIN, HEAD_END)
   workspace = root / 'WORKSPACE.md'
   text = replace_block(workspace.read_text(), status_table(all_results), str(workspace))
   bench = root / 'benchmarks' / 'results.json'

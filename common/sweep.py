@@ -76,9 +76,10 @@ class Run:
     return [r['step'] for r in rows], [r[key] for r in rows]
 
 
-def load_config(spec: str, overrides: Mapping[str, Any] = ()) -> ml_collections.ConfigDict:
-  """`get_config(arg)` of 'configs/x/y.py[:arg]' with dotted-key overrides, locked as
-  `common.main` locks it."""
+def load_config(spec: str, overrides: Mapping[str, Any] = (), lock: bool = True
+                ) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of 'configs/x/y.py[:arg]' (relative to the repository or absolute) with
+  dotted-key overrides, locked as `common.main` locks it unless `lock` is False."""
   path, _, arg = spec.partition(':')
   if not (ROOT / path).exists():
     raise ConfigError(f'config file {path} does not exist: give a path under {ROOT}')
@@ -94,7 +95,8 @@ def load_config(spec: str, overrides: Mapping[str, Any] = ()) -> ml_collections.
     if leaf not in parent:
       raise ConfigError(f'override {key}: no such setting in {spec}')
     parent[leaf] = tuple(value) if isinstance(value, list) else value
-  config.lock()
+  if lock:
+    config.lock()
   return config
 
 

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.testutil import ROOT
 
 PAPER_ENTRIES = ('parscale', 'edlm', 'redi', 'rs2', 'atss', 'sampling_free', 'unpg')
@@ -14,6 +16,7 @@ FIELDS = ('entry', 'shape', 'compile_s', 'step_s', 'flops', 'flop_per_s', 'roofl
 
 
 def test_quick_benchmark_runs_every_entry(tmp_path):
+  pytest.importorskip('torch', reason='compares with PyTorch: pip install -e .[bench]')
   out = tmp_path / 'bench.json'
   env = dict(os.environ, XLA_FLAGS='')  # the machine's own devices, as the benchmark runs
   proc = subprocess.run([sys.executable, '-m', 'benchmarks.run', '--paper=all', '--quick',

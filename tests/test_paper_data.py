@@ -3,6 +3,8 @@ written here in the real layout (CIFAR-10 batches, an ImageFolder face tree, COC
 """
 
 import json
+import os
+import pathlib
 import pickle
 
 import jax
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common import data
 from common.detection import pipeline
 from configs.atss import paper_coco_r50_fpn_1x as atss_config
 from configs.rs2 import paper_cifar10
@@ -68,6 +71,24 @@ def test_rs2_paper_config_steps_on_cifar10_files(fmt, tmp_path):
   kernel = jax.tree.leaves(result.state.params)
   assert any(k.ndim == 4 and k.shape[2] == 3 for k in kernel)  # RGB input, not MNIST
   assert 0.0 <= result.eval_metrics['accuracy'] <= 1.0
+
+
+class _Exploit:
+  def __reduce__(self):
+    return (os.system, ('echo pwned > pwned.txt',))
+
+
+def test_cifar10_python_batch_with_code_is_refused(tmp_path):
+  path = tmp_path / 'data_batch_1'
+  path.write_bytes(pickle.dumps({b'data': _Exploit(), b'labels': [0]}))
+  with pytest.raises(data.DataError, match=r'refusing to load (posix|nt|os)\.system'):
+    data.read_cifar10_python(path)
+  assert not (tmp_path / 'pwned.txt').exists() and not pathlib.Path('pwned.txt').exists()
+  good = tmp_path / 'good'
+  write_cifar10(good, 'py', per_batch=3)
+  images, labels = data.read_cifar10_python(good / 'cifar-10-batches-py' / 'data_batch_1')
+  assert images.shape == (3, 32, 32, 3)
+  assert images[:, 0, 0, 0].tolist() == (10 * labels + 1).tolist()
 
 
 def test_rs2_cifar10_missing_folder_is_one_line(tmp_path):

@@ -5,7 +5,9 @@
 
 Python batches are pickled dicts with b'data' [N, 3072] uint8 (channel-major: 1024 red, 1024
 green, 1024 blue, rows of 32) and b'labels'; a binary record is 1 label byte + 3072 such bytes.
-Both give images [N, 32, 32, 3] uint8 (HWC) and labels [N] int32.
+Both give images [N, 32, 32, 3] uint8 (HWC) and labels [N] int32. Python batches are read with
+a restricted unpickler: only the dict of bytes, strings, numbers, lists and numpy arrays the
+format holds loads; any other object (a crafted file would run code on load) is one error line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,20 @@ def _to_hwc(flat: np.ndarray) -> np.ndarray:
   return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
+class _BatchUnpickler(pickle.Unpickler):
+  """Loads only plain containers and numpy arrays: no other global can be named."""
+
+  _ALLOWED = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode'),
+              *((f'numpy.{core}.{module}', name) for core in ('core', '_core')
+                for module, name in (('multiarray', '_reconstruct'), ('numeric', '_frombuffer')))}
+
+  def find_class(self, module: str, name: str):
+    if (module, name) in self._ALLOWED:
+      return super().find_class(module, name)
+    raise pickle.UnpicklingError(f'refusing to load {module}.{name}: CIFAR-10 batches hold only '
+                                 'bytes, lists and arrays')
+
+
 def read_cifar10_python(path: str | pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
   """One python-format batch file -> (images [N, 32, 32, 3] uint8, labels [N] int32)."""
   path = pathlib.Path(path)
@@ -32,7 +48,7 @@ def read_cifar10_python(path: str | pathlib.Path) -> tuple[np.ndarray, np.ndarra
     raise DataError(f'{path} is missing: download CIFAR-10 (python version) and unpack it')
   try:
     with path.open('rb') as f:
-      batch = pickle.load(f, encoding='bytes')
+      batch = _BatchUnpickler(f, encoding='bytes').load()
     data = np.asarray(batch[b'data'], np.uint8)
     labels = np.asarray(batch[b'labels'], np.int32)
   except (pickle.UnpicklingError, EOFError, KeyError, TypeError) as e:
