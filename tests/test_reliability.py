@@ -185,3 +185,36 @@ def test_disk_failure_while_checkpointing_keeps_the_previous_one(tmp_path):
               loss_fn=loss_fn, train_batch=lambda step: {'x': np.full((8,), float(step))})
   state, step = latest_state(tmp_path)
   assert step == 2 and state['step'] == 2
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_saves_both_at_one_step(tmp_path):
+  """jax.distributed's preemption service: SIGTERM to process 1 only; both processes save the
+  same step and exit 0, and rerunning both finishes the run with every step logged once."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  args = [*quickstart_args(tmp_path, steps=200), '--config.train.checkpoint_every=1000',
+          f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2']
+  procs = [_start([*args, f'--process_id={i}']) for i in range(2)]
+  try:
+    while procs[1].poll() is None:
+      if (rows := read_metrics(tmp_path)) and rows[-1]['step'] >= 3:
+        procs[1].send_signal(signal.SIGTERM)
+        break
+    codes = [p.wait(timeout=240) for p in procs]
+    assert codes == [0, 0], [p.stderr.read()[-2000:] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  step = latest_state(tmp_path)[1]
+  assert 3 <= step < 200 and read_metrics(tmp_path)[-1]['step'] == step
+  assert not (tmp_path / 'result.json').exists()  # preempted: not finished
+  procs = [_start([*args, f'--process_id={i}']) for i in range(2)]
+  try:
+    assert [p.wait(timeout=240) for p in procs] == [0, 0]
+  finally:
+    for p in procs:
+      p.kill()
+  assert [r['step'] for r in read_metrics(tmp_path) if 'train/loss' in r] == list(range(1, 201))
+  assert (tmp_path / 'result.json').exists()
