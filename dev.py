@@ -28,7 +28,7 @@ SUPPORTED = ((3, 13), (3, 12), (3, 11))
 
 
 def _python() -> str:
-  if sys.version_info[:2] >= (3, 11):
+  if sys.version_info[:2] >= (3, 11):  # noqa: UP036 -- dev.py runs on any python3
     return sys.executable
   for major, minor in SUPPORTED:
     found = shutil.which(f'python{major}.{minor}')

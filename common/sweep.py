@@ -210,8 +210,8 @@ def _drain(pending: dict, finish: Callable) -> None:
 
 # --- the reproduce command line ---------------------------------------------------------------
 
-def parse_args(paper: str, default_seeds: Sequence[int], argv: Sequence[str] | None = None
-               ) -> argparse.Namespace:
+def parse_args(paper: str, default_seeds: Sequence[int], argv: Sequence[str] | None = None,
+               quick_seeds: Sequence[int] | None = None) -> argparse.Namespace:
   """The flags every `papers/<paper>/reproduce.py` takes."""
   p = argparse.ArgumentParser(prog=f'python -m papers.{paper}.reproduce')
   p.add_argument('--quick', action='store_true',
@@ -228,7 +228,8 @@ def parse_args(paper: str, default_seeds: Sequence[int], argv: Sequence[str] | N
   p.add_argument('--watchdog_s', type=float, default=1800,
                  help='exit with one line when a run makes no progress this long (0: never)')
   args = p.parse_args(argv)
-  args.seeds = [int(s) for s in args.seeds.split(',')] if args.seeds else list(default_seeds)
+  default = quick_seeds if args.quick and quick_seeds is not None else default_seeds
+  args.seeds = [int(s) for s in args.seeds.split(',')] if args.seeds else list(default)
   args.workdir = args.workdir or str(ROOT / 'runs' / (paper + ('_quick' if args.quick else '')))
   args.out = pathlib.Path(args.out or (args.workdir if args.quick else ROOT / 'papers' / paper))
   return args
@@ -236,13 +237,16 @@ def parse_args(paper: str, default_seeds: Sequence[int], argv: Sequence[str] | N
 
 def main(paper: str, title: str, arms: Callable[[bool], Sequence[Arm]],
          analyse: Callable[..., dict], default_seeds: Sequence[int],
-         argv: Sequence[str] | None = None) -> dict:
+         argv: Sequence[str] | None = None, quick_seeds: Sequence[int] | None = None) -> dict:
   """Runs a paper's reproduction: its arms x seeds, then `analyse(runs, quick=, out=)` ->
   {'claims', 'tables', 'plots', 'notes'}; writes `results.json` once, at the end."""
-  args = parse_args(paper, default_seeds, argv)
+  args = parse_args(paper, default_seeds, argv, quick_seeds)
   common.add_xla_flags(*common.CPU_XLA_FLAGS)
   import jax
   jax.config.update('jax_compilation_cache_dir', str(ROOT / '.cache' / 'jax_reproduce'))
+  # arms of one paper compile the same small programs (each run builds its own closures):
+  # cache them all, not only the slow ones
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   watchdog.start(args.watchdog_s)
   chosen = list(arms(args.quick))
   if args.arms:

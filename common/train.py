@@ -4,6 +4,7 @@ An experiment supplies pure functions and `fit` does the rest:
 
     loss_fn(params, batch, rng) -> (loss, {metric: value})   # differentiated
     eval_fn(params, batch) -> {metric: value}                  # averaged over eval batches
+    evaluator(params) -> {metric: value}                      # host code, e.g. COCO AP
     train_batch(step) -> this process's rows of global batch `step` (numpy, pure in step)
 
 Phases in order: mesh -> state -> shard -> step -> resume -> loop (log, eval, checkpoint).
@@ -181,13 +182,24 @@ class FitResult:
 
 
 class Preemption:
-  """Turns SIGTERM into a flag the loop checks, so the run checkpoints and exits cleanly."""
+  """SIGTERM as a flag the loop checks, so the run checkpoints and exits cleanly.
+
+  One process: a Python SIGTERM handler sets the flag. Several processes (`jax.distributed`):
+  JAX's preemption service receives the notice on any process and all processes agree on the
+  step to save at (`multihost_utils.reached_preemption_sync_point`), so their checkpoints match.
+  """
 
   def __init__(self):
     self.requested = False
     self._previous = None
+    self._multihost = False
 
   def __enter__(self):
+    from jax._src import distributed
+    self._multihost = (jax.process_count() > 1
+                       and distributed.global_state.preemption_sync_manager is not None)
+    if self._multihost:
+      return self
     try:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # not the main thread
@@ -197,6 +209,13 @@ class Preemption:
   def _handle(self, *_):
     logging.warning('SIGTERM: saving a checkpoint at the current step, then exiting')
     self.requested = True
+
+  def reached(self, step: int) -> bool:
+    """Whether to save and stop after `step` (call at every step, on every process)."""
+    if self._multihost and not self.requested:
+      from jax.experimental import multihost_utils
+      self.requested = bool(multihost_utils.reached_preemption_sync_point(step))
+    return self.requested
 
   def __exit__(self, *_):
     if self._previous is not None:
@@ -220,8 +239,12 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
         params: Any, loss_fn: Callable, train_batch: Callable[[int], Batch],
         eval_fn: Callable | None = None,
         eval_batches: Callable[[], Iterable[Batch]] | None = None,
-        tx: optax.GradientTransformation | None = None) -> FitResult:
-  """Trains `config.train.steps` steps from the newest good checkpoint in `workdir`."""
+        tx: optax.GradientTransformation | None = None,
+        evaluator: Callable[[Any], dict[str, float]] | None = None) -> FitResult:
+  """Trains `config.train.steps` steps from the newest good checkpoint in `workdir`.
+
+  `evaluator(params)` runs at the same steps as `eval_fn` (every `train.eval_every` and at the
+  end); its metrics join `eval_fn`'s under `eval/`."""
   cfg = config.train
   started = time.time()
   compute_dtype = cfg.get('compute_dtype', None)  # mixed precision, e.g. 'bfloat16'
@@ -249,6 +272,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
     train_step = jax.jit(step_fn, donate_argnums=0, out_shardings=(shardings, None))
   eval_fn = with_compute_dtype(eval_fn, compute_dtype) if eval_fn is not None else None
   eval_step = jax.jit(eval_fn) if eval_fn is not None else None
+  evaluates = eval_step is not None or evaluator is not None
   # --- resume ------------------------------------------------------------------------------
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), cfg.keep_checkpoints,
                       config.to_json_best_effort(), strict=not config.get('force_resume', False))
@@ -260,7 +284,9 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
 
   def run_eval(step: int) -> dict[str, float]:
     watchdog.beat('eval', step)
-    metrics = evaluate(eval_step, state.params, eval_batches(), mesh)
+    metrics = evaluate(eval_step, state.params, eval_batches(), mesh) if eval_step else {}
+    if evaluator is not None:
+      metrics.update(evaluator(state.params))
     writer.write_scalars(step, {f'eval/{k}': v for k, v in metrics.items()})
     if jax.process_index() == 0:
       tqdm.tqdm.write(f'step {step} eval {json.dumps(metrics)}')
@@ -295,15 +321,16 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
       elif done % SYNC_EVERY == 0:
         jax.block_until_ready(state)
       progress.update(1)
-      if eval_step and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+      if evaluates and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
         eval_metrics = run_eval(done)
-      if done % cfg.checkpoint_every == 0 or done == cfg.steps or preemption.requested:
+      stop = preemption.reached(done)
+      if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop:
         watchdog.beat('checkpoint', done)
         ckpt.save(done, state)
-      if preemption.requested:
+      if stop:
         break
   progress.close()
-  if eval_step and not preemption.requested:
+  if evaluates and not preemption.requested:
     eval_metrics = run_eval(int(state.step))
   watchdog.beat('checkpoint', int(state.step))
   ckpt.wait()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from common.detection import boxes as B
-from papers.atss.assigner import atss_assign, fcos_assign, iou_assign
+from common.detection.assign import iou_assign
+from papers.atss.assigner import assign, atss_assign, fcos_assign
 
 
 def reference_atss(anchors, nums, gts, labels, topk, plus_one=True):
@@ -135,19 +136,14 @@ def test_mmdet_convention_uses_plain_iou(grid):
     atss_assign(anchors, nums, gt, np.array([1]), np.array([True]), convention='x')
 
 
-def test_iou_assign_low_quality_and_ignore():
-  anchors = np.array([[0, 0, 9, 9], [5, 0, 14, 9], [30, 30, 39, 39], [0, 0, 19, 19]],
-                     np.float32)
-  gts = np.array([[0, 0, 9, 9], [30, 30, 49, 49]], np.float32)
-  out = iou_assign(anchors, gts, np.array([2, 3]), np.array([True, True]))
-  # anchor0 IoU 1 (pos); anchor1 IoU 50/150 < .4 (bg); anchor2 IoU .25 w/ gt1 but gt1's best
-  # -> low-quality positive; anchor3 IoU 100/400 = .25 bg
-  assert np.asarray(out['labels']).tolist() == [2, 0, 3, 0]
-  assert np.asarray(out['assigned_gt']).tolist() == [0, -1, 1, -1]
-  mid = np.array([[0, 0, 9, 9]], np.float32)
-  out = iou_assign(np.array([[0, 0, 9, 9], [4, 0, 13, 9]], np.float32), mid, np.array([1]),
-                   np.array([True]))
-  assert np.asarray(out['labels']).tolist() == [1, -1]  # IoU 60/140 = .43: ignored
+def test_assign_switch_uses_the_shared_iou_matcher(grid):
+  anchors, nums = grid
+  gts = np.array([[10, 10, 30, 25], [40, 40, 60, 62]], np.float32)
+  labels, mask = np.array([3, 5]), np.ones(2, bool)
+  out = assign('iou', anchors, nums, gts, labels, mask, fg_iou=0.5, bg_iou=0.4)
+  want = iou_assign(anchors, gts, labels, mask)
+  np.testing.assert_array_equal(out['labels'], want['labels'])
+  np.testing.assert_array_equal(out['assigned_gt'], want['assigned_gt'])
 
 
 def test_fcos_assign_scale_and_ambiguity():

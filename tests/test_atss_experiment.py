@@ -21,15 +21,8 @@ def test_loss_and_grads_8_devices_equal_1():
   anchors, nums = pipeline.anchors_from_config(config)
   model = experiment.build_model(config, len(D.SHAPES))
   params = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
-
-  def loss(params, batch):
-    cls, box, ctr = model.apply(params, pipeline.images_to_float(batch['image']))
-    a = experiment.assign_batch(config, anchors, nums, batch['boxes'], batch['labels'],
-                                batch['mask'])
-    return experiment.atss_loss(cls, box, ctr, jnp.asarray(anchors), batch['boxes'],
-                                a['assigned_gt'], a['labels'], len(D.SHAPES))[0]
-
-  step = jax.jit(jax.value_and_grad(loss))
+  loss_fn = experiment.make_loss_fn(config, model, anchors, nums, len(D.SHAPES))
+  step = jax.jit(jax.value_and_grad(lambda p, b: loss_fn(p, b, None)[0]))
   one = step(params, batch)
   mesh = parallel.make_mesh(8)
   sharded = jax.device_put(batch, NamedSharding(mesh, P('data')))

@@ -58,16 +58,64 @@ def test_tar_at_far_hand_checked():
   assert out[1e-2]['num_negatives'] == 1000
 
 
+def brute_force_tar_at_far(embeddings, labels, far):
+  """The best TAR of any threshold t whose FAR (share of negatives scoring > t) is <= far, over
+  every i < j pair scored one at a time: an independent definition of TAR at FAR."""
+  x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+  pos, neg = [], []
+  for i in range(len(x)):
+    for j in range(i + 1, len(x)):
+      (pos if labels[i] == labels[j] else neg).append(float(np.dot(x[i], x[j])))
+  pos, neg = np.array(pos), np.array(neg)
+  best = 0.0
+  for t in np.concatenate([neg, pos, [np.inf]]):
+    if np.mean(neg > t) <= far:
+      best = max(best, float(np.mean(pos > t)))
+  return best, len(pos), len(neg)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_all_pairs_tar_at_far_matches_brute_force(seed):
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 7, 70)
+  emb = rng.normal(size=(7, 5))[labels] + 1.5 * rng.normal(size=(70, 5))
+  fars = (1e-3, 0.01, 0.05, 0.2)
+  for block in (1, 9, 70):  # blocks of rows, never the 70 x 70 matrix at once (except 70)
+    every = v.all_pairs(emb, labels, max_far=0.2, block_rows=block)
+    out = v.tar_at_far(every, fars=fars)
+    for far in fars:
+      tar, num_pos, num_neg = brute_force_tar_at_far(emb, labels, far)
+      assert out[far]['tar'] == pytest.approx(tar, abs=1e-12)
+      assert len(every.positives) == num_pos and every.num_negatives == num_neg
+      assert out[far]['false_accepts'] == int(np.floor(far * num_neg))
+      assert out[far]['far'] <= far
+  # the ROC at each FAR is the same brute-force TAR
+  far, tar = v.roc_curve(every, np.array([0.01, 0.1]))
+  np.testing.assert_allclose(tar, [brute_force_tar_at_far(emb, labels, f)[0] for f in far])
+  with pytest.raises(ValueError, match='larger max_far'):
+    v.tar_at_far(v.all_pairs(emb, labels, max_far=0.01), fars=(0.2,))
+
+
+def test_all_pairs_keeps_only_the_negatives_the_fars_need():
+  labels = np.repeat(np.arange(10), 10)
+  emb = np.random.default_rng(0).normal(size=(100, 8))
+  every = v.all_pairs(emb, labels, max_far=0.01, block_rows=16)
+  assert every.num_negatives == 100 * 99 // 2 - 10 * 45
+  assert len(every.top_negatives) == int(0.01 * every.num_negatives) + 1
+  assert np.all(np.diff(every.top_negatives) <= 0)
+
+
 def test_all_pairs_and_evaluate_embeddings():
   rng = np.random.default_rng(0)
   centers = rng.normal(size=(6, 16))
   labels = np.repeat(np.arange(6), 10)
   emb = centers[labels] + 0.05 * rng.normal(size=(60, 16))
-  sims, same = v.all_pair_scores(emb, labels)
-  assert len(sims) == 60 * 59 // 2 and same.sum() == 6 * 45
+  every = v.all_pairs(emb, labels, max_far=1.0)
+  assert len(every.positives) + every.num_negatives == 60 * 59 // 2
+  assert len(every.positives) == 6 * 45
   pairs = v.make_pairs(labels, 200, seed=0)
   out = v.evaluate_embeddings(emb, labels, pairs, fars=(1e-2,))
   assert out['accuracy'] == 1.0 and out['tar@far=0.01'] == 1.0
   assert out['negatives@far=0.01'] == int(0.01 * out['num_negative_pairs'])
-  far, tar = v.roc_curve(sims, same)
-  assert np.all(np.diff(tar) >= 0) and tar[-1] == 1.0
+  far, tar = v.roc_curve(every)
+  assert np.all(np.diff(tar) >= 0) and tar[-1] == 1.0 and far[-1] == 1.0

@@ -4,7 +4,9 @@
     python -m common.main --config=configs/atss/mnist_canvas.py:smoke --workdir=/tmp/atss_smoke
     python -m common.main --config=configs/atss/mnist_canvas.py:iou --workdir=/tmp/atss_iou
 
-The arms differ only in `assigner.name` ('atss' | 'iou' | 'fcos'); see papers/atss/README.md.
+The reproduction's arms differ only in `assigner.name` ('atss' | 'iou' | 'fcos') and
+`assigner.topk`; COCO AP of the validation set is logged every `train.eval_every` steps. See
+papers/atss/README.md and papers/atss/reproduce.py.
 """
 
 import ml_collections
@@ -29,7 +31,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                 use_centerness=True)
   c.eval_batch_size = 50
   c.eval_area_ranges = (16.0, 32.0)  # COCO's (32, 96) scaled to the canvas
-  c.train = dict(steps=150, batch_size=16, log_every=50, eval_every=0, eval_batches=1,
+  # COCO AP of the validation set every eval_every steps (the curve stats.convergence judges)
+  c.train = dict(steps=300, batch_size=16, log_every=50, eval_every=50, eval_batches=1,
                  checkpoint_every=1000, keep_checkpoints=1)
   c.optim = dict(name='sgd', lr=0.01, momentum=0.9, schedule='cosine', warmup_steps=20,
                  weight_decay=1e-4, grad_clip=0.0, final_lr_fraction=0.0)
@@ -40,7 +43,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.assigner.name = 'fcos'
   if 'smoke' in args:
     c.data.update(num_train=64, num_val=20)
-    c.train.update(steps=4, batch_size=8, log_every=2, checkpoint_every=2)
+    c.train.update(steps=4, batch_size=8, log_every=2, eval_every=2, checkpoint_every=2)
     c.eval_batch_size = 10
   if args - {'iou', 'fcos', 'smoke'}:
     raise ValueError(f'unknown config argument {arg!r}: use "", "smoke", "iou", "fcos" or a '

@@ -39,8 +39,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data.update(canvas=800, max_objects=100, channels=3)
   c.detector.update(strides=(8, 16, 32, 64, 128), anchor_sizes=(64., 128., 256., 512., 1024.),
                     backbone_features=(256, 512, 1024, 2048), fpn_features=256, num_convs=4)
-  c.train.update(steps=90_000, batch_size=16, log_every=100, checkpoint_every=5000,
-                 keep_checkpoints=2)
+  c.train.update(steps=90_000, batch_size=16, log_every=100, eval_every=10_000,
+                 checkpoint_every=5000, keep_checkpoints=2)
   c.optim.update(name='sgd', lr=0.01, momentum=0.9, schedule='step', warmup_steps=500,
                  weight_decay=1e-4, decay_steps=(60_000, 80_000), decay_factor=0.1)
   c.post.update(pre_nms_top_n=1000)

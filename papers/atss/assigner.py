@@ -1,4 +1,5 @@
-"""Training-sample assignment for one image: ATSS (Alg. 1), RetinaNet IoU, FCOS spatial+scale.
+"""Training-sample assignment for one image: ATSS (Alg. 1) and FCOS spatial+scale; RetinaNet's
+IoU matcher (`common.detection.assign.iou_assign`) is the baseline the paper compares against.
 
 All assigners take anchors [N, 4], gt_boxes [G, 4] (padded), gt_labels [G] (1-based), gt_mask
 [G] (True for real gts) and return a dict of arrays:
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from common.detection import boxes as boxlib
+from common.detection.assign import iou_assign
 
 MARGIN = 0.01  # anchor centre must lie inside the gt by more than this (official: > 0.01)
 
@@ -71,27 +73,6 @@ def atss_assign(anchors: jax.Array, num_anchors_per_level: Sequence[int], gt_box
   out = _finish(jnp.where(pos, ious, -jnp.inf), gt_labels)
   out.update(iou_threshold=jnp.where(gt_mask, threshold, 0.0), candidates=candidate, ious=ious)
   return out
-
-
-def iou_assign(anchors: jax.Array, gt_boxes: jax.Array, gt_labels: jax.Array,
-               gt_mask: jax.Array, fg_iou: float = 0.5, bg_iou: float = 0.4,
-               low_quality: bool = True, plus_one: bool = True) -> dict[str, jax.Array]:
-  """RetinaNet's Matcher: IoU >= fg_iou positive, < bg_iou background, between ignored (-1);
-  with low-quality matches each gt's highest-IoU anchors (all ties) become positive, matched to
-  their own best gt (maskrcnn-benchmark Matcher, allow_low_quality_matches=True)."""
-  gt_mask = jnp.asarray(gt_mask, bool)
-  ious = jnp.where(gt_mask[None, :], boxlib.iou(anchors, gt_boxes, plus_one), -1.0)
-  best_iou = ious.max(1)
-  best = jnp.argmax(ious, 1)
-  pos = best_iou >= fg_iou
-  if low_quality:
-    gt_best = ious.max(0)  # [G]
-    lq = jnp.any((ious == gt_best[None, :]) & gt_mask[None, :] & (gt_best[None, :] > 0), 1)
-    pos = pos | lq
-  ignore = ~pos & (best_iou >= bg_iou)
-  labels = jnp.where(pos, gt_labels[best], jnp.where(ignore, -1, 0))
-  return {'assigned_gt': jnp.where(pos, best, -1).astype(jnp.int32),
-          'labels': labels.astype(jnp.int32), 'ious': ious}
 
 
 def fcos_assign(anchors: jax.Array, num_anchors_per_level: Sequence[int], gt_boxes: jax.Array,

@@ -4,6 +4,10 @@
 
 Loss (official ATSSLossComputation): focal(cls) / num_pos + 2.0 * sum(ctr_t * GIoU) / sum(ctr_t)
 + BCE(centerness) / num_pos, with num_pos and sums over the global batch.
+
+COCO metrics of the validation set (`AP`, `AP50`, ...) are logged every `train.eval_every` steps
+as `eval/<metric>` in metrics.jsonl and at the end; the final metrics add the positives per
+validation gt by size (`pos_per_gt_<bin>`, a function of the anchors and gts only).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +66,23 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int) -> DenseDet
   return pipeline.detector_from_config(config, num_classes, centerness=True)
 
 
+def make_loss_fn(config: ml_collections.ConfigDict, model: DenseDetector, anchors,
+                 num_per_level, num_classes: int) -> Callable:
+  """`loss_fn(params, batch, rng) -> (loss, metrics)`: assignment by `config.assigner`, then
+  `atss_loss`."""
+  anchors_j = jnp.asarray(anchors)
+
+  def loss_fn(params, batch, rng):
+    del rng
+    cls, box, ctr = model.apply(params, pipeline.images_to_float(batch['image']))
+    a = assign_batch(config, anchors, num_per_level, batch['boxes'], batch['labels'],
+                     batch['mask'])
+    return atss_loss(cls, box, ctr, anchors_j, batch['boxes'], a['assigned_gt'], a['labels'],
+                     num_classes, config.loss.reg_weight)
+
+  return loss_fn
+
+
 def assignment_stats(config, anchors, num_per_level, val: dict, bins,
                      batch_size: int = 50) -> dict[str, float]:
   """Positives per validation gt by size bin (sqrt area) and the share of gts with none.
@@ -101,36 +122,30 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
-  """Trains the detector; final eval = COCO AP metrics and assignment statistics."""
+  """Trains the detector, with COCO AP every `train.eval_every` steps; final metrics = COCO AP
+  metrics and assignment statistics."""
   mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
   tr, val, coco, num_classes = pipeline.load_data(config)
   anchors, num_per_level = pipeline.anchors_from_config(config)
   model = build_model(config, num_classes)
   params = pipeline.init_params(model, config.seed, tr['image'].shape[1:])
-  anchors_j = jnp.asarray(anchors)
-
-  def loss_fn(params, batch, rng):
-    del rng
-    cls, box, ctr = model.apply(params, pipeline.images_to_float(batch['image']))
-    a = assign_batch(config, anchors, num_per_level, batch['boxes'], batch['labels'],
-                     batch['mask'])
-    return atss_loss(cls, box, ctr, anchors_j, batch['boxes'], a['assigned_gt'], a['labels'],
-                     num_classes, config.loss.reg_weight)
-
-  order = data.batch_indices(len(tr['image']), config.train.batch_size, config.seed)
-  started = time.time()
-  result = train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
-                     train_batch=lambda step: data.take(tr, order[step]))
-  train_seconds = time.time() - started
   predict = pipeline.make_predict(model, anchors, num_per_level, config.data.canvas,
                                   config.post)
-  params = jax.device_get(result.state.params)
-  metrics = pipeline.coco_eval(predict, params, val, coco, config.eval_batch_size,
-                               tuple(config.eval_area_ranges))
-  metrics.update(assignment_stats(config, anchors, num_per_level, val,
-                                  tuple(config.eval_area_ranges), config.eval_batch_size))
-  metrics['train_images_per_s'] = config.train.steps * config.train.batch_size / train_seconds
+  area_ranges = tuple(config.eval_area_ranges)
+
+  def evaluator(params):
+    return pipeline.coco_eval(predict, params, val, coco, config.eval_batch_size, area_ranges)
+
+  order = data.batch_indices(len(tr['image']), config.train.batch_size, config.seed)
+  result = train.fit(config, workdir, mesh=mesh, params=params,
+                     loss_fn=make_loss_fn(config, model, anchors, num_per_level, num_classes),
+                     train_batch=lambda step: data.take(tr, order[step]), evaluator=evaluator)
+  if result.preempted:
+    return result
+  metrics = dict(result.eval_metrics)
+  metrics.update(assignment_stats(config, anchors, num_per_level, val, area_ranges,
+                                  config.eval_batch_size))
   result.eval_metrics = metrics
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval.json'), 'w') as f:

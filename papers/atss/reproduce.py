@@ -1,154 +1,157 @@
-"""ATSS reproduction: the same detector trained with ATSS vs RetinaNet IoU assignment (#A=1),
-2 seeds each, plus a topk sweep {3, 9, 15} on seed 0.
+"""ATSS reproduction: the same detector trained with ATSS (topk 3, 9, 15) and with RetinaNet's
+IoU assignment (one anchor per location), 3 seeds each, on MNIST digits on 64x64 canvases.
 
-    PAPERS_DATA_DIR=/work/shared/data python -m papers.atss.reproduce          # ~10 min, 2 cores
+    PAPERS_DATA_DIR=/work/shared/data python -m papers.atss.reproduce          # ~8 min, 2 cores
     PAPERS_DATA_DIR=/work/shared/data python -m papers.atss.reproduce --quick  # < 1 min
 
-Writes papers/atss/results.json and papers/atss/atss.png (--quick writes to a temp dir).
+Every run is `python -m common.main --config=configs/atss/mnist_canvas.py[:smoke]` with the arm's
+overrides (results.json lists each command). Claims come from `common.stats`: COCO AP claims
+need both arms beyond the floor (AP of the validation gt boxes with random classes and scores,
+`common.detection.floors`) by FLOOR_MARGIN and flat AP curves (CONVERGENCE_TOL).
 """
 
 from __future__ import annotations
 
-import argparse
-import math
-import os
 import pathlib
-import tempfile
-import time
 
 import numpy as np
 
+from common import plots, stats, sweep
 from common import results as res
-from configs.atss import mnist_canvas
+from common.detection import evaluation, floors, pipeline
 from papers.atss import experiment
 
-HERE = pathlib.Path(__file__).parent
-SEEDS = (0, 1)
-METRICS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
+PAPER, TITLE = 'atss', 'ATSS: Adaptive Training Sample Selection'
+SEEDS = (0, 1, 2)
+CONFIG = 'configs/atss/mnist_canvas.py'
+FLOOR_MARGIN = 1.0  # AP points an arm must beat the random-class floor by
+TOPK_MARGIN = 1.0  # AP points: "robust to k" = |AP(k) - AP(k=9)| below this
+CONVERGENCE_TOL = 0.5  # AP points of seed-mean improvement allowed over the last 20% of steps
+ARMS = {'atss': ('ATSS, k = 9', {}),
+        'iou': ('IoU 0.5 / 0.4', {'assigner.name': 'iou'}),
+        'atss_k3': ('ATSS, k = 3', {'assigner.topk': 3}),
+        'atss_k15': ('ATSS, k = 15', {'assigner.topk': 15})}
+PAPER_AP = {'atss': 39.3, 'iou': 37.0}  # COCO minival, R-50-FPN 1x, one anchor per location
 
 
-def run_arm(name: str, seed: int, topk: int, quick: bool, root: str) -> dict[str, float]:
-  config = mnist_canvas.get_config('smoke' if quick else '')
-  config.assigner.name = name
-  config.assigner.topk = topk
-  config.seed = seed
-  workdir = os.path.join(root, f'{name}_k{topk}_s{seed}')
-  os.makedirs(workdir, exist_ok=True)
-  out = experiment.train_and_evaluate(config, workdir).eval_metrics
-  print(f'{name} topk={topk} seed={seed}: ' + ', '.join(f'{k}={v:.2f}' for k, v in out.items()),
-        flush=True)
-  return out
+def spec(quick: bool) -> str:
+  return CONFIG + (':smoke' if quick else '')
 
 
-def _mean_se(xs):
-  xs = np.asarray(xs, float)
-  se = xs.std(ddof=1) / math.sqrt(len(xs)) if len(xs) > 1 else 0.0
-  return float(xs.mean()), float(se)
+def arms(quick: bool) -> list[sweep.Arm]:
+  return [sweep.Arm(name, spec(quick), overrides) for name, (_, overrides) in ARMS.items()]
 
 
-def _plot(path, runs, sweep):
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
-  for i, arm in enumerate(('atss', 'iou')):
-    vals = np.array([[r[m] for m in METRICS] for r in runs[arm]])
-    ax[0].bar(np.arange(len(METRICS)) + 0.4 * i - 0.2, vals.mean(0), 0.4,
-              yerr=vals.std(0, ddof=1) if len(vals) > 1 else None, label=arm.upper())
-  ax[0].set_xticks(range(len(METRICS)), METRICS)
-  ax[0].set_ylabel('COCO metric (%)')
-  ax[0].legend()
-  ax[0].set_title('Same network, different assigner')
+def ap_floors(quick: bool) -> dict[str, dict[str, float]]:
+  """COCO metrics of the validation gt boxes given random classes and scores (5 draws), and
+  given every class at one score."""
+  config = sweep.load_config(spec(quick))
+  _, _, coco, _ = pipeline.load_data(config)
+  area = tuple(config.eval_area_ranges)
+  return {'random class': floors.random_class_ap(coco, area, seeds=range(5)),
+          'every class': floors.every_class_ap(coco, area)}
+
+
+def ap_curves(runs: list[sweep.Run]) -> tuple[list[int], list[list[float]]]:
+  return runs[0].history('eval/AP')[0], [r.history('eval/AP')[1] for r in runs]
+
+
+def size_spread(metrics: dict) -> float:
+  """max / min positives per gt over the size bins (1 = the same count for every size)."""
+  v = [metrics[f'pos_per_gt_{b}'] for b in experiment.SIZE_BINS]
+  return max(v) / max(min(v), 1e-9)
+
+
+def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path) -> dict:
+  ap = sweep.metric(runs, 'AP')
+  fl = ap_floors(quick)
+  floor = stats.Floor('AP of the val gt boxes with random classes and scores',
+                      fl['random class']['AP'], FLOOR_MARGIN)
+  conv = {a: stats.convergence(ap_curves(rs)[1], CONVERGENCE_TOL) for a, rs in runs.items()}
+  claims = []
+
+  def has(*names):
+    return all(n in runs for n in names)
+
+  def on(*names) -> dict:  # the arms a claim compares: their AP, floor and convergence
+    return dict(per_seed={n: ap[n] for n in names}, metric='AP', fmt='.3g', floor=floor,
+                converged={n: conv[n] for n in names})
+
+  if has('atss', 'iou'):
+    claims.append(stats.compare(
+        'ATSS beats RetinaNet IoU assignment with the same network (COCO AP, one anchor per '
+        'location)', '37.0 -> 39.3 (+2.3)', a='atss', b='iou', direction='a>b',
+        **on('atss', 'iou')))
+  if has('atss_k15', 'atss'):
+    claims.append(stats.equivalent(
+        f'ATSS AP is robust to topk within the paper\'s robust range: |AP(k = 15) - AP(k = 9)| < '
+        f'{TOPK_MARGIN:g} AP', 'robust for k = 7..17 (Table 3)', a='atss_k15', b='atss',
+        margin=TOPK_MARGIN, **on('atss_k15', 'atss')))
+  if has('atss', 'atss_k3'):
+    claims.append(stats.compare(
+        'Too small a topk lowers ATSS AP: AP(k = 9) > AP(k = 3)',
+        'k = 3 "causes a noticeable drop" (Table 3)', a='atss', b='atss_k3', direction='a>b',
+        **on('atss', 'atss_k3')))
+  if has('atss', 'iou'):  # seed-independent: the validation gts and anchors are fixed data
+    claims.append(stats.deterministic(
+        'ATSS gives a flatter number of positives per gt over object sizes than IoU assignment '
+        '(max / min positives per validation gt over the small / medium / large bins)',
+        'qualitative (Sec. 3.3)', {'atss': size_spread(runs['atss'][0].metrics),
+                                   'iou': size_spread(runs['iou'][0].metrics)},
+        'atss', 'iou', 'a<b', metric='positives-per-gt spread', fmt='.3g'))
+
+  config = sweep.load_config(spec(quick))
+  steps, n_seeds = config.train.steps, len(next(iter(runs.values())))
+  rows = []
+  for name, rs in runs.items():
+    mean, half = plots.mean_ci(np.asarray(ap[name]))
+    m = {k: float(np.mean([r.metrics[k] for r in rs])) for k in evaluation.METRICS}
+    rows.append([ARMS[name][0], round(float(mean), 2), round(float(half), 2),
+                 ', '.join(f'{x:.2f}' for x in ap[name])]
+                + [round(m[k], 2) for k in evaluation.METRICS[1:]]
+                + [PAPER_AP.get(name, ''), round(conv[name]['improvement'], 2) + 0.0])
+  for name, f in fl.items():
+    rows.append([f'floor: val gt boxes, {name}' + (' (5 draws)' if name == 'random class' else
+                                                   ' at one score'),
+                 round(f['AP'], 2), '', ''] + [round(f[k], 2) for k in evaluation.METRICS[1:]]
+                + ['', ''])
   bins = experiment.SIZE_BINS
-  for i, arm in enumerate(('atss', 'iou')):
-    r = runs[arm][0]
-    ax[1].bar(np.arange(3) + 0.4 * i - 0.2, [r[f'pos_per_gt_{b}'] for b in bins], 0.4,
-              label=arm.upper())
-  ax[1].set_xticks(range(3), bins)
-  ax[1].set_ylabel('positives per gt (val)')
-  ax[1].legend()
-  ax[1].set_title('Positives per gt by object size')
-  ks = sorted(sweep)
-  ax[2].plot(ks, [sweep[k]['AP'] for k in ks], 'o-')
-  ax[2].set_xlabel('topk')
-  ax[2].set_ylabel('AP (%)')
-  ax[2].set_title('ATSS topk sweep (seed 0)')
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-
-
-def main() -> None:
-  parser = argparse.ArgumentParser()
-  parser.add_argument('--quick', action='store_true', help='tiny run to a temp dir (< 1 min)')
-  args = parser.parse_args()
-  import jax
-  jax.config.update('jax_compilation_cache_dir',
-                    os.path.join(tempfile.gettempdir(), 'jax_cache_atss'))
-  started = time.time()
-  out_dir = pathlib.Path(tempfile.mkdtemp(prefix='atss_quick_')) if args.quick else HERE
-  seeds = SEEDS
-  ks = (3, 15) if not args.quick else (3,)
-  with tempfile.TemporaryDirectory() as root:
-    runs = {arm: [run_arm(arm, s, 9, args.quick, root) for s in seeds] for arm in ('atss', 'iou')}
-    sweep = {9: runs['atss'][0]}
-    sweep.update({k: run_arm('atss', 0, k, args.quick, root) for k in ks})
-  wall = time.time() - started
-  ap = {arm: [r['AP'] for r in runs[arm]] for arm in runs}
-  (ma, sa), (mi, si) = _mean_se(ap['atss']), _mean_se(ap['iou'])
-  noise = 2 * math.sqrt(sa ** 2 + si ** 2)
-  mean = {arm: {m: float(np.mean([r[m] for r in runs[arm]])) for m in runs[arm][0]}
-          for arm in runs}
-
-  def spread(arm):  # max / min positives per gt over the size bins (1 = scale-independent)
-    v = [mean[arm][f'pos_per_gt_{b}'] for b in experiment.SIZE_BINS]
-    return max(v) / max(min(v), 1e-6)
-
-  sweep_aps = [sweep[k]['AP'] for k in sorted(sweep)]
-  sweep_range = max(sweep_aps) - min(sweep_aps)
-  claims = [
-      res.claim('ATSS beats RetinaNet IoU assignment with the same network (COCO AP)',
-                '37.0 -> 39.3 (+2.3)', f'{mi:.1f} -> {ma:.1f} ({ma - mi:+.1f}, 2SE {noise:.1f})',
-                res.verdict(ma - mi, noise)),
-      res.claim('ATSS gives a roughly scale-independent number of positives per gt '
-                '(max/min over size bins; lower is flatter)',
-                'qualitative (Sec. 3.3)',
-                f'ATSS {spread("atss"):.2f} vs IoU {spread("iou"):.2f}',
-                res.verdict(spread('iou') - spread('atss'), 0.0)),
-      res.claim('ATSS AP is robust to topk (range over k in {3, 9, 15} below the 2SE seed noise)',
-                'robust for k = 7..17, 39.3 AP at k = 9 (Table 5)',
-                f'range {sweep_range:.2f} AP vs 2SE {2 * sa * math.sqrt(2):.2f}',
-                res.verdict(2 * sa * math.sqrt(2) - sweep_range, 0.0)),
-  ]
-  rows = [['ATSS (paper, COCO R-50 1x)', 39.3, '', '', '', '', '', '', '', '']]
-  rows += [['RetinaNet IoU #A=1 (paper, same head)', 37.0, '', '', '', '', '', '', '', '']]
-  for arm, label in (('atss', 'ATSS (ours)'), ('iou', 'IoU 0.5/0.4 (ours)')):
-    rows.append([label] + [round(mean[arm][m], 2) for m in METRICS]
-                + [round(mean[arm]['pos_per_gt'], 2), round(mean[arm]['no_pos_share'], 3),
-                   round(mean[arm]['train_images_per_s'], 1)])
   tables = [
-      res.table(f'COCO metrics on {len(seeds)} seeds (mean), MNIST digits on 64x64 canvases',
-                ['arm', *METRICS, 'pos/gt', 'gts w/o pos', 'train img/s'], rows),
-      res.table('Positives per validation gt by size (sqrt area < 16 / 16-32 / > 32 px)',
-                ['arm', *experiment.SIZE_BINS, 'share of gts with no positive'],
-                [[arm.upper()] + [round(mean[arm][f'pos_per_gt_{b}'], 2)
-                                  for b in experiment.SIZE_BINS]
-                 + [round(mean[arm]['no_pos_share'], 3)] for arm in ('atss', 'iou')]),
-      res.table('ATSS topk sweep (seed 0)', ['topk', 'AP', 'AP50', 'pos/gt'],
-                [[k, round(sweep[k]['AP'], 2), round(sweep[k]['AP50'], 2),
-                  round(sweep[k]['pos_per_gt'], 2)] for k in sorted(sweep)]),
+      res.table(f'COCO metrics on the validation canvases after {steps} steps: seed mean, '
+                f'95% interval half-width, per seed ({n_seeds} seeds)',
+                ['arm', 'AP', '+-95%', 'AP per seed', *evaluation.METRICS[1:],
+                 'paper AP (COCO)', 'AP gain, last 20% of steps'], rows),
+      res.table('Positives per validation gt by size (sqrt area < 16 / 16-32 / > 32 px); a '
+                'function of the anchors and gts, the same on every seed',
+                ['arm', *bins, 'all', 'gts with no positive', 'max / min over sizes'],
+                [[ARMS[n][0], *(round(rs[0].metrics[f'pos_per_gt_{b}'], 2) for b in bins),
+                  round(rs[0].metrics['pos_per_gt'], 2), round(rs[0].metrics['no_pos_share'], 3),
+                  round(size_spread(rs[0].metrics), 3)] for n, rs in runs.items()]),
   ]
-  _plot(out_dir / 'atss.png', runs, sweep)
+  fig, axes = plots.figure(2)
+  plots.bars(axes[0], {ARMS[n][0]: ap[n] for n in runs}, ylabel='COCO AP (val)',
+             title=f'After {steps} steps', floor=floor.value, floor_label='random-class floor')
+  x, _ = ap_curves(next(iter(runs.values())))
+  plots.curves(axes[1], x, {ARMS[n][0]: ap_curves(rs)[1] for n, rs in runs.items()},
+               ylabel='COCO AP (val)', title='AP during training', floor=floor.value)
+  plot = plots.save(fig, out / 'atss.png', n_seeds)
   notes = [
-      'Per-seed AP: ' + '; '.join(f'{arm}: {[round(x, 2) for x in ap[arm]]}' for arm in ap),
-      'Assignment statistics are a deterministic function of the validation gts and anchors.',
-      'Small scale (2 CPU cores): 64x64 canvases, 2000 training images, 150 SGD steps of batch '
-      '16, strides 4/8/16 with anchors 4x the stride, 2-conv towers; see README deviations.',
+      f'Floor: COCO AP of the validation gt boxes detected with a uniformly random class and '
+      f'score (mean of 5 draws); an AP claim is tested only when both arms beat it by '
+      f'{FLOOR_MARGIN:g} AP. The every-class row (each gt box once per class, one score) is '
+      'perfect localisation without class knowledge, for scale.',
+      f'Convergence: an arm counts as flat when its seed-mean AP rose by at most '
+      f'{CONVERGENCE_TOL:g} AP over the last 20% of its evaluations (every '
+      f'{config.train.eval_every} steps); the cosine schedule ends at lr 0.',
+      'Scale: 64x64 canvases of 1-4 MNIST digits, 2000 training / 200 validation images, '
+      f'{steps} SGD steps of batch {config.train.batch_size}, strides 4/8/16 with one anchor '
+      'of 4x the stride per location, 2-conv towers; see the README deviations.',
   ]
-  res.write_results(out_dir / 'results.json', paper='atss',
-                    title='ATSS: Adaptive Training Sample Selection', claims=claims,
-                    tables=tables, plots=['atss.png'], notes=notes, seeds=seeds,
-                    wall_time_s=wall)
-  print(f'wrote {out_dir / "results.json"} in {wall:.0f} s')
+  return {'claims': claims, 'tables': tables, 'plots': [plot], 'notes': notes}
+
+
+def main(argv=None) -> dict:
+  return sweep.main(PAPER, TITLE, arms, analyse, SEEDS, argv)
 
 
 if __name__ == '__main__':

@@ -5,8 +5,13 @@ CIFAR-10 when `config.data.cifar10_dir` is set (`configs/rs2/paper_cifar10.py`).
     python -m common.main --config=configs/rs2/mnist.py:static,smoke --workdir=/tmp/rs2_smoke
 
 `config.data.sampler` picks the data-loading policy (`common.data.subsets`): RS2 without or
-with replacement, a static random subset, or full data. The step count is adapted to the budget:
-train.steps = steps per round x rounds, and the cosine runs over exactly those steps.
+with replacement, a static random subset, or full data. `config.selection.method` ('el2n' |
+'kcenter') instead trains on the static subset a pruning method picks with the parameters of a
+finished pre-training run (`selection.pretrained_workdir`, read with
+`common.checkpoint.restore_params`); its steps are returned as `pretrain_steps`. The step count
+is adapted to the budget: train.steps = steps per round x rounds, and the cosine runs over
+exactly those steps. Held-out accuracy is evaluated every `train.eval_every` steps (every
+round with `train.eval_every_rounds = 1`) into metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import ml_collections
 import numpy as np
 import optax
 
+from common import checkpoint, data, parallel, train
 from common import config as cfglib
-from common import data, parallel, train
 from common.data import subsets
+from common.experiment import read_result
 from common.models.convnet import ConvNet
+from papers.rs2 import pruning
 
 NUM_CLASSES = 10
 
@@ -139,11 +146,25 @@ def make_loss_and_eval(model: nn.Module):
 
 
 def steps_for(config: ml_collections.ConfigDict) -> int:
-  """Budget-adapted step count: steps per round x rounds (full data: N // batch per round)."""
+  """`train.steps` when set (> 0), else the budget-adapted count: steps per round x rounds
+  (full data: N // batch per round)."""
+  if config.train.get('steps', 0):
+    return config.train.steps
   s = config.data.sampler
   fraction = 1.0 if s.mode == 'full' else s.fraction
   return subsets.total_steps(config.data.num_train, fraction, config.train.batch_size,
                              config.train.rounds)
+
+
+def steps_per_round(config: ml_collections.ConfigDict) -> int:
+  s = config.data.sampler
+  k = subsets.subset_size(config.data.num_train, 1.0 if s.mode == 'full' else s.fraction)
+  return subsets.steps_per_round(k, config.train.batch_size)
+
+
+def selection_method(config: ml_collections.ConfigDict) -> str:
+  """'none', or the pruning method that picks the static subset ('el2n' | 'kcenter')."""
+  return config.selection.method if 'selection' in config else 'none'
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -151,6 +172,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   cfglib.check_range(config, 'data.sampler.fraction', 0.0, 1.0, low_open=True)
   cfglib.check_positive_int(config, 'train.rounds', 'data.num_train', 'data.num_test',
                             'train.eval_batch_size')
+  cfglib.check_nonneg_int(config, *(f'train.{k}' for k in ('steps', 'eval_every_rounds')
+                                     if k in config.train))
   cfglib.check_divisible(config, 'train.eval_batch_size', num_devices, 'the number of devices')
   cfglib.check_divisible(config, 'data.num_test', config.train.eval_batch_size,
                          'train.eval_batch_size')
@@ -159,19 +182,70 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise cfglib.ConfigError(f'a round holds {k} examples < train.batch_size='
                              f'{config.train.batch_size}: raise data.sampler.fraction or lower '
                              'the batch size')
+  method = selection_method(config)
+  if 'selection' in config:
+    cfglib.check_choice(config, 'selection.method', ('none', *pruning.METHODS))
+  if method != 'none':
+    if config.data.sampler.mode != 'static':
+      raise cfglib.ConfigError(f'config.selection.method={method!r} trains on one chosen subset: '
+                               "set config.data.sampler.mode='static'")
+    if not config.selection.pretrained_workdir:
+      raise cfglib.ConfigError(
+          f'config.selection.method={method!r} scores examples with a pre-trained model: run '
+          'configs/rs2/mnist.py:pretrain and pass --config.selection.pretrained_workdir=DIR')
   cfglib.validate_train(with_steps(config), num_devices)
 
 
 def with_steps(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of `config` with train.steps set from the budget."""
+  """A copy of `config` with train.steps set from the budget and train.eval_every from
+  train.eval_every_rounds (> 0: that many rounds)."""
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.train.steps = steps_for(config)
+    rounds = config.train.get('eval_every_rounds', 0)
+    if rounds:
+      config.train.eval_every = rounds * steps_per_round(config)
   return config
 
 
+def model_outputs(model: nn.Module, params, images: np.ndarray, batch_size: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """(logits, pooled features) of `images` under `params`, in batches (the last one padded)."""
+  apply = jax.jit(functools.partial(model.apply, return_features=True))
+  logits, feats = [], []
+  for s in range(0, len(images), batch_size):
+    x = as_float(images[s:s + batch_size])
+    pad = batch_size - len(x)
+    out = apply(params, np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]))
+    logits.append(np.asarray(out[0])[:len(x)])
+    feats.append(np.asarray(out[1])[:len(x)])
+  return np.concatenate(logits), np.concatenate(feats)
+
+
+def pretrained(workdir: str) -> tuple[object, int]:
+  """(parameters, training steps) of the finished pre-training run in `workdir`."""
+  done = read_result(workdir)
+  if done is None:
+    raise cfglib.ConfigError(f'config.selection.pretrained_workdir={workdir} holds no finished '
+                             'run: run configs/rs2/mnist.py:pretrain there first')
+  return checkpoint.restore_params(workdir), int(done['metrics']['train_steps'])
+
+
+def select_subset(config: ml_collections.ConfigDict, model: nn.Module, params,
+                  train_x: np.ndarray, train_y: np.ndarray) -> np.ndarray:
+  """The static subset of k = r*N examples that `config.selection.method` keeps."""
+  k = subsets.subset_size(len(train_x), config.data.sampler.fraction)
+  logits, feats = model_outputs(model, params, train_x, config.selection.score_batch_size)
+  if config.selection.method == 'el2n':
+    scores = np.asarray(pruning.el2n_scores(jnp.asarray(logits), jnp.asarray(train_y)))
+    return pruning.top_k_balanced(scores, train_y, k)
+  return pruning.k_center_greedy(feats, k, config.seed)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
-  """Trains the classifier on the configured per-round budget; eval = held-out accuracy."""
+  """Trains the classifier on the configured per-round budget; eval = held-out accuracy every
+  `train.eval_every` steps. Final metrics add `train_steps`, `pretrain_steps` (charged to a
+  pruning arm), and the floors `untrained_accuracy` and `chance_accuracy`."""
   mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
   config = with_steps(config)
@@ -180,12 +254,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   params = model.init(jax.random.key(config.seed), as_float(train_x[:1]))
   loss_fn, eval_fn = make_loss_and_eval(model)
   # --- data: the sampler's batch at step t is pure in (seed, t), so resume is exact --------
-  step_indices = subsets.batch_sampler(config.data.sampler.to_dict(), len(train_x),
-                                       config.train.batch_size, config.seed)
+  method = selection_method(config)
+  subset, pretrain_steps = None, 0
+  if method != 'none':  # a pruning method: one subset from the pre-trained model
+    pre_params, pretrain_steps = pretrained(config.selection.pretrained_workdir)
+    subset = select_subset(config, model, pre_params, train_x, train_y)
+  s = config.data.sampler
+  stream = subsets.SubsetBatchStream(len(train_x), s.fraction, config.train.batch_size,
+                                     config.seed, s.mode, subset=subset)
   arrays = {'image': train_x, 'label': train_y}
 
   def train_batch(step: int):
-    batch = data.take(arrays, step_indices(step))
+    batch = data.take(arrays, stream[step])
     if config.data.get('augment', False):
       batch['image'] = augment(batch['image'], config.seed, step)
     return {'image': as_float(batch['image']), 'label': batch['label']}
@@ -195,5 +275,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     for s in range(0, len(test_x), b):
       yield {'image': as_float(test_x[s:s + b]), 'label': test_y[s:s + b]}
 
-  return train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
-                   train_batch=train_batch, eval_fn=eval_fn, eval_batches=eval_batches)
+  # --- floors: the untrained network and the majority class on the same test set ----------
+  untrained = train.evaluate(jax.jit(eval_fn), parallel.replicate(params, mesh), eval_batches(),
+                             mesh)['accuracy']
+  chance = float(np.bincount(test_y).max() / len(test_y))
+  result = train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
+                     train_batch=train_batch, eval_fn=eval_fn, eval_batches=eval_batches)
+  result.eval_metrics = {**result.eval_metrics, 'train_steps': int(config.train.steps),
+                         'pretrain_steps': pretrain_steps, 'untrained_accuracy': untrained,
+                         'chance_accuracy': chance}
+  return result

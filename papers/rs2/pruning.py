@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+METHODS = ('el2n', 'kcenter')
+
 
 def el2n_scores(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Error L2-norm per example: || softmax(logits) - onehot(labels) ||_2 (EL2N, eq. 2 of Paul

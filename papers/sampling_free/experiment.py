@@ -3,8 +3,12 @@ focal (prior 0.01), plain BCE (zero bias) or sampling-free (BCE + optimal bias +
 
     python -m common.main --config=configs/sampling_free/mnist_canvas.py:smoke --workdir=/tmp/sf
 
-Data comes from `common.detection.pipeline.load_data`, as for ATSS: MNIST canvases, or a COCO
-folder when `config.data.coco_train` is set (`configs/sampling_free/paper_coco_r50_fpn_1x.py`).
+Data comes from `common.detection.pipeline.load_data`: MNIST canvases, or a COCO folder when
+`config.data.coco_train` is set (`configs/sampling_free/paper_coco_r50_fpn_1x.py`). COCO metrics
+of the validation set at the arm's test threshold are logged every `train.eval_every` steps as
+`eval/<metric>` and at the end; the final metrics add the prior, the threshold, the ratio of
+classification to regression gradient norms at step 0 and at the end and, for the sampling-free
+arm, the same weights scored at the fixed threshold 0.05 (`<metric>_thr005`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,14 +28,16 @@ from common import config as cfglib
 from common import data, parallel, train
 from common.detection import boxes as boxlib
 from common.detection import pipeline
-from papers.atss.assigner import iou_assign
+from common.detection.assign import iou_assign
 from papers.sampling_free import loss as sfl
 from papers.sampling_free import prior as sfp
 
 ARMS = ('focal', 'bce', 'sampling_free')
+FIXED_THRESHOLD = 0.05  # focal loss' and plain BCE's test threshold
 
 
-def dataset_prior(config, train_set, anchors, num_classes: int) -> float:
+def dataset_prior(config: ml_collections.ConfigDict, train_set: dict, anchors,
+                  num_classes: int) -> float:
   """The foreground prior over the training boxes (no images are decoded); with
   `config.prior_images` > 0, over that many images drawn with a fixed seed."""
   boxes, mask = train_set['boxes'], train_set['mask']
@@ -40,30 +47,48 @@ def dataset_prior(config, train_set, anchors, num_classes: int) -> float:
     boxes, mask = boxes[rows], mask[rows]
   # one jitted count for the padded [G] boxes + mask of every image (an image without boxes,
   # COCO has ~1k, counts only background)
-  count = jax.jit(functools.partial(sfp.match_counts, anchors))
+  count = jax.jit(functools.partial(sfp.match_counts, anchors, fg_iou=config.matcher.fg_iou,
+                                    bg_iou=config.matcher.bg_iou))
   counts = (tuple(map(int, count(b, m))) for b, m in zip(boxes, mask, strict=True))
   return sfp.optimal_prior(counts, num_classes)
 
 
-def targets(anchors, batch):
-  fn = functools.partial(iou_assign, jnp.asarray(anchors))
+def targets(config: ml_collections.ConfigDict, anchors, batch: dict
+            ) -> tuple[jax.Array, jax.Array]:
+  """(labels [B, N], regression targets [B, N, 4]) of RetinaNet's IoU matcher."""
+  fn = functools.partial(iou_assign, jnp.asarray(anchors), fg_iou=config.matcher.fg_iou,
+                         bg_iou=config.matcher.bg_iou)
   out = jax.vmap(fn)(batch['boxes'], batch['labels'], batch['mask'])
   matched = jnp.take_along_axis(batch['boxes'], jnp.maximum(out['assigned_gt'], 0)[..., None], 1)
   reg_t = boxlib.encode(matched, jnp.broadcast_to(jnp.asarray(anchors), matched.shape))
   return out['labels'], jnp.where((out['labels'] > 0)[..., None], reg_t, 0.0)
 
 
-def split_losses(model, anchors, num_classes, arm, params, batch):
+def split_losses(config: ml_collections.ConfigDict, model, anchors, num_classes: int, params,
+                 batch: dict) -> tuple[jax.Array, jax.Array]:
+  """(L_cls, L_reg) of the arm's classification loss (focal or BCE) and smooth-L1."""
   cls_logits, box, _ = model.apply(params, pipeline.images_to_float(batch['image']))
-  labels, reg_t = targets(anchors, batch)
+  labels, reg_t = targets(config, anchors, batch)
   return sfl.retinanet_losses(cls_logits, box, reg_t, labels, num_classes,
-                              'focal' if arm == 'focal' else 'bce')
+                              'focal' if config.arm == 'focal' else 'bce')
 
 
-def total_loss(arm, cls, reg):
+def total_loss(arm: str, cls: jax.Array, reg: jax.Array) -> tuple[jax.Array, dict]:
+  """L_cls + L_reg, with guided loss scaling of L_cls for the sampling-free arm."""
   if arm == 'sampling_free':
     cls = sfl.guided_loss_scaling(cls, reg)
   return cls + reg, {'cls_loss': cls, 'reg_loss': reg}
+
+
+def make_loss_fn(config: ml_collections.ConfigDict, model, anchors, num_classes: int
+                 ) -> Callable:
+  """`loss_fn(params, batch, rng) -> (loss, metrics)` of `config.arm`."""
+  def loss_fn(params, batch, rng):
+    del rng
+    return total_loss(config.arm, *split_losses(config, model, anchors, num_classes, params,
+                                                batch))
+
+  return loss_fn
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -71,7 +96,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   cfglib.check_choice(config, 'arm', ARMS)
 
 
-def setup(config):
+def setup(config: ml_collections.ConfigDict):
+  """(train, val, val COCO dict, num_classes, anchors, anchors per level, prior, model): the
+  sampling-free arm counts the prior on the training set; focal starts at 0.01, BCE at 0.5."""
   tr, val, coco, num_classes = pipeline.load_data(config)
   anchors, nums = pipeline.anchors_from_config(config)
   if config.arm == 'sampling_free':
@@ -83,12 +110,13 @@ def setup(config):
   return tr, val, coco, num_classes, anchors, nums, prior, model
 
 
-def make_grad_norm_ratio(model, anchors, num_classes, arm):
+def make_grad_norm_ratio(config: ml_collections.ConfigDict, model, anchors, num_classes: int
+                         ) -> Callable:
   """(params, batch) -> |d L_cls / d theta| / |d L_reg / d theta| (L_cls after guided scaling
   when used)."""
   def parts(p, batch):
-    cls, reg = split_losses(model, anchors, num_classes, arm, p, batch)
-    return total_loss(arm, cls, reg)[1]
+    return total_loss(config.arm, *split_losses(config, model, anchors, num_classes, p,
+                                                batch))[1]
 
   def ratio(params, batch):
     out, vjp = jax.vjp(lambda p: parts(p, batch), params)  # one forward, two backward passes
@@ -100,46 +128,40 @@ def make_grad_norm_ratio(model, anchors, num_classes, arm):
   return ratio
 
 
-def grad_norm_ratio(model, anchors, num_classes, arm, params, batch) -> float:
-  """|d L_cls / d theta| / |d L_reg / d theta| (L_cls after guided scaling when used)."""
-  return float(jax.jit(make_grad_norm_ratio(model, anchors, num_classes, arm))(params, batch))
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
+  """Trains `config.arm`, with COCO AP at its test threshold every `train.eval_every` steps."""
   mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
   tr, val, coco, num_classes, anchors, nums, prior, model = setup(config)
-  with config.unlocked():
-    config.prior = prior  # recorded in the run's config
   params = pipeline.init_params(model, config.seed, tr['image'].shape[1:])
   first = data.take(tr, np.arange(config.train.batch_size))
   # measured at step 0 and at the end only: compiled once, unoptimised
-  ratio_fn = pipeline.compile_once(make_grad_norm_ratio(model, anchors, num_classes, config.arm),
+  ratio_fn = pipeline.compile_once(make_grad_norm_ratio(config, model, anchors, num_classes),
                                    params, first)
   ratio0 = float(ratio_fn(params, first))
+  threshold = (sfp.adaptive_threshold(prior, num_classes) if config.arm == 'sampling_free'
+               else FIXED_THRESHOLD)
+  predict = pipeline.make_predict(model, anchors, nums, config.data.canvas, config.post)
+  area_ranges = tuple(config.eval_area_ranges)
 
-  def loss_fn(params, batch, rng):
-    del rng
-    cls, reg = split_losses(model, anchors, num_classes, config.arm, params, batch)
-    return total_loss(config.arm, cls, reg)
+  def evaluator(params, threshold=threshold):
+    return pipeline.coco_eval(functools.partial(predict, score_threshold=threshold), params, val,
+                              coco, config.eval_batch_size, area_ranges)
 
   order = data.batch_indices(len(tr['image']), config.train.batch_size, config.seed)
-  result = train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
-                     train_batch=lambda step: data.take(tr, order[step]))
-  params = jax.device_get(result.state.params)
-  thr = (sfp.adaptive_threshold(prior, num_classes) if config.arm == 'sampling_free'
-         else config.post.score_threshold)
-  metrics = {'prior': prior, 'threshold': thr, 'grad_ratio_step0': ratio0,
-             'grad_ratio_final': float(ratio_fn(params, first))}
-  thresholds = {'': thr}
-  if config.arm == 'sampling_free':
-    thresholds['_thr005'] = 0.05  # eval-only ablation of the same weights
-  predict = pipeline.make_predict(model, anchors, nums, config.data.canvas, config.post)
-  for suffix, t in thresholds.items():
-    m = pipeline.coco_eval(functools.partial(predict, score_threshold=t), params, val, coco,
-                           config.eval_batch_size, tuple(config.eval_area_ranges))
-    metrics.update({k + suffix: v for k, v in m.items()})
+  result = train.fit(config, workdir, mesh=mesh, params=params,
+                     loss_fn=make_loss_fn(config, model, anchors, num_classes),
+                     train_batch=lambda step: data.take(tr, order[step]), evaluator=evaluator)
+  if result.preempted:
+    return result
+  params = result.state.params
+  metrics = dict(result.eval_metrics)
+  metrics.update(prior=prior, threshold=threshold, grad_ratio_step0=ratio0,
+                 grad_ratio_final=float(ratio_fn(params, first)))
+  if config.arm == 'sampling_free':  # eval-only ablation of the same weights
+    metrics.update({k + '_thr005': v for k, v in evaluator(params, FIXED_THRESHOLD).items()})
   result.eval_metrics = metrics
-  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-    json.dump(metrics, f, indent=1)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+      json.dump(metrics, f, indent=1)
   return result

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import jax
 import jax.numpy as jnp
 
-from papers.atss.assigner import iou_assign
+from common.detection.assign import iou_assign
 
 
 def match_counts(anchors, gt_boxes, gt_mask, fg_iou: float = 0.5, bg_iou: float = 0.4

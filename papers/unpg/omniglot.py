@@ -8,9 +8,12 @@ With `config.data.image_folder` set (`configs/unpg/paper_ms1m.py`), it trains on
 verifies on held-out identities: the last `data.held_out_identities` of the sorted identity
 folders, or every identity of `data.eval_image_folder` when that is set.
 
-The trainer is `common.train.fit`; batches are identity-balanced (P classes x K drawers).
-Under data parallelism the loss runs on the global batch (jit + NamedSharding), so UNPG's
-negative pairs come from every device, as gathering the features would give.
+The trainer is `common.train.fit`; batches are identity-balanced (P classes x K drawers). Its
+evaluator (`common.verification`: TAR@FAR on all pairs, 10-fold accuracy) runs every
+`train.eval_every` steps and at the end; `floor_metrics` gives the same metrics for raw pixels
+and the untrained embedder. Under data parallelism the loss runs on the global batch (jit +
+NamedSharding), so UNPG's negative pairs come from every device, as gathering the features
+would give.
 """
 
 from __future__ import annotations
@@ -99,16 +102,24 @@ def load_image_folder(config: ml_collections.ConfigDict):
 
 
 def load_data(config: ml_collections.ConfigDict):
-  """(train images, train labels, test images, test labels)."""
+  """(train images, train labels, test images, test labels); with `data.num_test_classes`,
+  only the first that many unseen Omniglot characters are tested."""
   if config.data.get('image_folder', ''):
     return load_image_folder(config)
   root = data.data_dir(config.data.data_dir)
   size = config.data.image_size
   if root is None:
     print(f'notice: no data directory (set ${data.sources.ENV_VAR}); using synthetic images')
-    return (*synthetic_split(136, 20, size, 0), *synthetic_split(156, 20, size, 1))
-  return (*load_split(str(root / config.data.train_zip), size),
-          *load_split(str(root / config.data.test_zip), size))
+    train_x, train_y = synthetic_split(136, 20, size, 0)
+    test_x, test_y = synthetic_split(156, 20, size, 1)
+  else:
+    train_x, train_y = load_split(str(root / config.data.train_zip), size)
+    test_x, test_y = load_split(str(root / config.data.test_zip), size)
+  keep = config.data.get('num_test_classes', 0)
+  if keep:
+    rows = test_y < keep
+    test_x, test_y = test_x[rows], test_y[rows]
+  return train_x, train_y, test_x, test_y
 
 
 class Embedder(nn.Module):
@@ -145,15 +156,23 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if not config.loss.wisk >= 0:
     raise cfglib.ConfigError(f'config.loss.wisk={config.loss.wisk} must be >= 0 '
                              '(inf keeps every negative pair): pass --config.loss.wisk=1.5')
+  if config.data.get('num_test_classes', 0) not in (0, *range(2, 157)):
+    raise cfglib.ConfigError(f'config.data.num_test_classes={config.data.num_test_classes} '
+                             'must be 0 (all 156 unseen characters) or in [2, 156]')
   if not config.data.get('image_folder', '') and config.train.classes_per_batch > 136:
     raise cfglib.ConfigError(f'config.train.classes_per_batch={config.train.classes_per_batch} '
                              '> 136 training characters: pass 64')
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_apply(model: nn.Module):
+  return jax.jit(model.apply)
+
+
 def embed(model: nn.Module, params, images, batch_size: int = 520) -> np.ndarray:
   """Embeddings of all images (an array or a lazy `FolderImages`), in fixed-size batches (the
   last one padded)."""
-  apply = jax.jit(model.apply)
+  apply = _jitted_apply(model)
   n = len(images)
   out = []
   for s in range(0, n, batch_size):
@@ -163,28 +182,63 @@ def embed(model: nn.Module, params, images, batch_size: int = 520) -> np.ndarray
   return np.concatenate(out)[:n]
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
-  """Trains the embedder + class weights; eval metrics are the verification metrics on the
-  unseen characters (also written to `workdir/verification.json`)."""
-  mesh = parallel.mesh_from_config(config)
-  validate(config, mesh.size)
-  train_x, train_y, test_x, test_y = load_data(config)
-  num_classes = int(train_y.max()) + 1
-  # --- model -----------------------------------------------------------------------------
-  model = Embedder(tuple(config.model.features), config.model.embedding_dim)
+def make_model(config: ml_collections.ConfigDict) -> Embedder:
+  return Embedder(tuple(config.model.features), config.model.embedding_dim)
+
+
+def init_params(config: ml_collections.ConfigDict, images: np.ndarray, num_classes: int) -> dict:
+  """{'embedder': the embedder's initial parameters, 'class_weights': [C, D] Xavier-uniform},
+  both from `config.seed`."""
   key_model, key_weights = jax.random.split(jax.random.key(config.seed))
-  params = {
-      'embedder': model.init(key_model, train_x[:1]),
-      'class_weights': nn.initializers.xavier_uniform()(
-          key_weights, (num_classes, config.model.embedding_dim)),
-  }
-  loss_of = make_loss(config)
+  return {'embedder': make_model(config).init(key_model, np.asarray(images[:1])),
+          'class_weights': nn.initializers.xavier_uniform()(
+              key_weights, (num_classes, config.model.embedding_dim))}
+
+
+def make_loss_fn(config: ml_collections.ConfigDict):
+  """`loss_fn(params, batch, rng) -> (loss, {})` of `common.train.fit`: the configured margin
+  head (+ UNPG) on the embeddings of the batch."""
+  model, loss_of = make_model(config), make_loss(config)
 
   def loss_fn(params, batch, rng):
     del rng
     features = model.apply(params['embedder'], batch['image'])
     return loss_of(features, params['class_weights'], batch['label']), {}
 
+  return loss_fn
+
+
+def test_pairs(config: ml_collections.ConfigDict, test_y: np.ndarray) -> np.ndarray:
+  """The fixed 10-fold pair list of the unseen identities (seed 0, `data.num_pairs`)."""
+  return verification.make_pairs(test_y, config.data.num_pairs, seed=0)
+
+
+def floor_metrics(config: ml_collections.ConfigDict) -> dict[str, dict[str, float]]:
+  """Verification metrics of two trivial embedders on the same unseen images and pairs as the
+  experiment: 'raw_pixels' (flattened pixels, cosine similarity) and 'untrained' (the
+  embedder at its `config.seed` initialisation)."""
+  train_x, train_y, test_x, test_y = load_data(config)
+  pairs = test_pairs(config, test_y)
+  params = init_params(config, train_x, int(train_y.max()) + 1)
+  pixels = np.asarray(test_x[:]).reshape(len(test_y), -1)
+  return {'raw_pixels': verification.evaluate_embeddings(pixels, test_y, pairs),
+          'untrained': verification.evaluate_embeddings(
+              embed(make_model(config), params['embedder'], test_x), test_y, pairs)}
+
+
+ROC_FARS = np.geomspace(1e-4, 1e-1, 31)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
+  """Trains the embedder + class weights; evaluates the verification metrics on the unseen
+  identities every `train.eval_every` steps and at the end (`common.verification`: 10-fold
+  `accuracy`, `tar@far=...`). The final metrics add the ROC (`roc_far`, `roc_tar`); they are
+  also written to `workdir/verification.json`, the embeddings to `test_embeddings.npy`."""
+  mesh = parallel.mesh_from_config(config)
+  validate(config, mesh.size)
+  train_x, train_y, test_x, test_y = load_data(config)
+  model = make_model(config)
+  params = init_params(config, train_x, int(train_y.max()) + 1)
   # --- data: identity-balanced global batches, pure in (seed, step) ------------------------
   by_class = class_index(train_y)
   per_class = config.train.batch_size // config.train.classes_per_batch
@@ -194,30 +248,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                    config.seed, step)
     return data.take({'image': train_x, 'label': train_y}, rows)
 
-  result = train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn,
-                     train_batch=train_batch)
-  # --- verification on the unseen characters --------------------------------------------
-  params = jax.device_get(result.state.params)
-  embeddings = embed(model, params['embedder'], test_x)
-  pairs = verification.make_pairs(test_y, config.data.num_pairs, seed=0)
-  metrics = verification.evaluate_embeddings(embeddings, test_y, pairs)
+  # --- evaluator: verification on the unseen identities ----------------------------------
+  pairs = test_pairs(config, test_y)
+
+  def evaluator(params) -> dict[str, float]:
+    embeddings = embed(model, jax.device_get(params)['embedder'], test_x)
+    return verification.evaluate_embeddings(embeddings, test_y, pairs)
+
+  result = train.fit(config, workdir, mesh=mesh, params=params, loss_fn=make_loss_fn(config),
+                     train_batch=train_batch, evaluator=evaluator)
+  if result.preempted:
+    return result
+  embeddings = embed(model, jax.device_get(result.state.params)['embedder'], test_x)
+  far, tar = verification.roc_curve(
+      verification.all_pairs(embeddings, test_y, max_far=float(ROC_FARS[-1])), ROC_FARS)
+  result.eval_metrics = {**result.eval_metrics, 'roc_far': far.tolist(), 'roc_tar': tar.tolist()}
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'verification.json'), 'w') as f:
-      json.dump(metrics, f, indent=2)
+      json.dump(result.eval_metrics, f, indent=2)
     np.save(os.path.join(workdir, 'test_embeddings.npy'), embeddings.astype(np.float32))
-  result.eval_metrics = metrics
   return result
 
 
 def loss_on_mesh(config: ml_collections.ConfigDict, params, batch, mesh) -> jax.Array:
   """The training loss of one global batch sharded over `mesh` (for the 1 vs 8 device test)."""
-  model = Embedder(tuple(config.model.features), config.model.embedding_dim)
-  loss_of = make_loss(config)
-
-  def loss_fn(params, batch):
-    features = model.apply(params['embedder'], batch['image'])
-    return loss_of(features, params['class_weights'], batch['label'])
-
-  return jax.jit(jax.value_and_grad(loss_fn))(parallel.replicate(params, mesh),
-                                              parallel.shard_batch(batch, mesh))
+  loss_fn = make_loss_fn(config)
+  value_and_grad = jax.value_and_grad(lambda p, b: loss_fn(p, b, None)[0])
+  return jax.jit(value_and_grad)(parallel.replicate(params, mesh),
+                                 parallel.shard_batch(batch, mesh))
 
