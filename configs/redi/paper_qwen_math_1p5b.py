@@ -1,13 +1,16 @@
 """REDI at paper scale: a Qwen2.5-Math-1.5B-sized model, SFT (lr 5e-5) then REDI (alpha 0.8, 1e-6).
 
-    python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py --workdir=/ckpt/redi \
-        --config.data.traces_jsonl=/data/openr1_math_traces.jsonl \
-        --config.data.tokenizer=/ckpt/Qwen2.5-Math-1.5B \
-        --config.model.init_checkpoint=/ckpt/Qwen2.5-Math-1.5B
+Stage 1 (the default argument) and stage 2 (`:redi`, `:symmetric`, `:dpo`, `:simpo`,
+`:continued_sft`) are separate runs; stage 2 starts from the SFT run's newest checkpoint:
+
+    TRACES="--config.data.traces_jsonl=/data/openr1_math_traces.jsonl \
+        --config.data.tokenizer=/ckpt/Qwen2.5-Math-1.5B"
+    python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py --workdir=/ckpt/sft \
+        $TRACES --config.model.init_checkpoint=/ckpt/Qwen2.5-Math-1.5B
+    python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py:redi --workdir=/ckpt/redi \
+        $TRACES --config.init_from=/ckpt/sft
     python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py:dpo --workdir=/ckpt/dpo \
-        --config.data.traces_jsonl=/data/openr1_math_traces.jsonl \
-        --config.data.tokenizer=/ckpt/Qwen2.5-Math-1.5B \
-        --config.model.init_checkpoint=/ckpt/Qwen2.5-Math-1.5B
+        $TRACES --config.init_from=/ckpt/sft
     python -m common.main --config=configs/redi/paper_qwen_math_1p5b.py:tiny --workdir=/tmp/redi_t
 
 The paper's setting (Xu et al. 2025, "Harnessing Negative Signals: Reinforcement Distillation
@@ -22,8 +25,9 @@ accumulation x 8 GPUs), prompts up to 800 and pairs up to 19,800 tokens. Headlin
 MATH-500 pass@1 REDI 81.7 vs DPO 81.3 / SimPO 81.1 from SFT 76.7; average 48.3 vs 47.2 / 47.2.
 Hardware: 8 GPUs (the recipes' global batch 32 = 1 per device x 4 accumulation x 8).
 
-Here: model size, stage learning rates, schedules, alpha, batch sizes and step counts (one
-pass over 53k pairs, three over 78k traces) are the paper's; `eval.num_samples` is our choice.
+Here: model size, stage learning rates, schedules, alpha, batch sizes, gradient accumulation
+and step counts (one pass over 53k pairs, three over 78k traces) are the paper's;
+`eval.num_samples` and `eval.batch_size` are our choice.
 Data and start (`papers/redi/experiment.py`, `papers/redi/traces.py`): with
 `data.traces_jsonl` (one JSON object per line: "prompt", "chosen" = a correct trace, optional
 "rejected" = an incorrect one) and `data.tokenizer`, every row's prompt + chosen + EOS
@@ -37,27 +41,33 @@ held-out rows' per-token log-likelihood of chosen and rejected traces and the sh
 ranked right: pass@1 on MATH-500 needs a math answer verifier and long-generation decoding,
 which are not here. Without these settings the experiment trains on its own verifiable
 arithmetic task (36-character sequences; `data.num_train` problems sized like the paper's SFT
-set) from a fresh initialisation and reports greedy pass@1. Memory: bf16 activations
-(`model.dtype`) and rematerialised blocks (`model.remat`); the experiment's own loop replicates
-parameters, so `mesh.fsdp` stays 1 (the FSDP path is in `common.train.fit`). `:tiny` keeps every
+set) from a fresh initialisation and reports greedy pass@1. Both stages train through
+`common.train.fit` (checkpoints, resume, SIGTERM, metrics every `train.log_every` steps,
+evaluators every `train.eval_every`). Memory: bf16 activations (`model.dtype`), rematerialised
+blocks (`model.remat`), micro-batches of 2 (SFT) or 1 (stage 2) sequences per device on 8
+devices (`train.grad_accum_steps`), and `--config.mesh.fsdp=8` shards parameters and Adam's
+moments over the devices. `:tiny` keeps every
 setting but shrinks sizes to one step on a CPU (`tests/test_paper_configs.py`; on a trace jsonl,
 a trained tokenizer and a random Qwen2 checkpoint in `tests/test_paper_text_data.py`).
 """
 
 import ml_collections
 
+from common.config import config_args
+
 SFT_EXAMPLES, PAIRS = 78_000, 53_000
 SFT_BATCH, PAIR_BATCH, SFT_EPOCHS = 128, 32, 3
-METHODS = ('redi', 'symmetric', 'dpo', 'simpo', 'sft')
+# stage-2 arguments -> (preference.method, preference.alpha)
+PREFERENCE = {'redi': ('redi', 0.8), 'symmetric': ('redi', 1.0), 'dpo': ('dpo', 0.8),
+              'simpo': ('simpo', 0.8), 'continued_sft': ('sft', 0.8)}
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  args = set(filter(None, arg.split(',')))
-  unknown = args - set(METHODS) - {'tiny'}
-  if unknown:
-    raise ValueError(f'unknown config argument(s) {sorted(unknown)}: use tiny, '
-                     f'{", ".join(METHODS)}')
-  method = next((m for m in METHODS if m in args), 'redi')
+  args = config_args(arg, ('sft', *PREFERENCE, 'tiny'))
+  stage2 = [a for a in args if a in PREFERENCE]
+  if len(stage2) + ('sft' in args) > 1:
+    raise ValueError(f'config argument {arg!r} names more than one stage: pick one of sft, '
+                     f'{", ".join(PREFERENCE)}')
   sft_steps = SFT_EPOCHS * SFT_EXAMPLES // SFT_BATCH
   pair_steps = PAIRS // PAIR_BATCH
   c = ml_collections.ConfigDict()
@@ -65,30 +75,29 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.seed = 42
   c.num_devices = -1
   c.mesh = dict(fsdp=1, fsdp_min_size=2 ** 16)
+  c.stage = 'preference' if stage2 else 'sft'
+  c.init_from = ''  # stage 2: the SFT run's workdir
   c.data = dict(num_train=SFT_EXAMPLES, num_valid=512, num_test=500, samples_per_problem=4,
                 error_rate=0.4, seed=0, traces_jsonl='', tokenizer='', eos_token='',
                 max_len=32_768, pair_max_len=19_800)
   c.model = dict(num_layers=28, d_model=1536, num_heads=12, num_kv_heads=2, mlp_dim=8960,
                  rope_theta=10000.0, norm_eps=1e-6, tie_embeddings=True, dtype='bfloat16',
                  remat=True, init_checkpoint='')
-  c.sft = dict(steps=sft_steps, batch_size=SFT_BATCH,
-               optim=dict(name='adamw', lr=5e-5, schedule='linear',
-                          warmup_steps=sft_steps // 10, weight_decay=1e-4, grad_clip=1.0,
-                          final_lr_fraction=0.0))
-  c.stage2 = dict(method='redi' if method == 'symmetric' else method,
-                  alpha=1.0 if method == 'symmetric' else 0.8, neg_gamma=0.0, dpo_beta=0.1,
-                  simpo_beta=2.0, simpo_gamma=1.0, steps=pair_steps, batch_size=PAIR_BATCH,
-                  optim=dict(name='adamw', lr=1e-6, schedule='linear',
-                             warmup_steps=pair_steps // 10, weight_decay=1e-4, grad_clip=1.0,
-                             final_lr_fraction=0.0))
-  c.eval = dict(every=200, temperature=0.6, num_samples=4)
+  method, alpha = PREFERENCE[stage2[0]] if stage2 else ('redi', 0.8)
+  c.preference = dict(method=method, alpha=alpha, neg_gamma=0.0, dpo_beta=0.1, simpo_beta=2.0,
+                      simpo_gamma=1.0)
+  steps, batch, lr = (pair_steps, PAIR_BATCH, 1e-6) if stage2 else (sft_steps, SFT_BATCH, 5e-5)
+  c.train = dict(steps=steps, batch_size=batch, grad_accum_steps=4 if stage2 else 8,
+                 eval_every=200, log_every=10, checkpoint_every=200, keep_checkpoints=2)
+  c.optim = dict(name='adamw', lr=lr, schedule='linear', warmup_steps=steps // 10,
+                 weight_decay=1e-4, grad_clip=1.0, final_lr_fraction=0.0)
+  c.eval = dict(batch_size=8, temperature=0.6, num_samples=4)
   if 'tiny' in args:
     c.num_devices = 1
     c.data.update(num_train=64, num_valid=8, num_test=8, max_len=64, pair_max_len=48)
     c.model.update(num_layers=1, d_model=16, num_heads=2, num_kv_heads=1, mlp_dim=32)
-    c.sft.update(steps=1, batch_size=8)
-    c.sft.optim.warmup_steps = 0
-    c.stage2.update(steps=1, batch_size=8)
-    c.stage2.optim.warmup_steps = 0
-    c.eval.update(every=0, num_samples=1)
+    c.train.update(steps=1, batch_size=8, grad_accum_steps=1, eval_every=0, log_every=1,
+                   checkpoint_every=1)
+    c.optim.warmup_steps = 0
+    c.eval.update(batch_size=8, num_samples=1)
   return c

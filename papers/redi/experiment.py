@@ -1,41 +1,53 @@
-"""Two-stage REDI experiment: SFT on positive traces, then a stage-2 objective from that checkpoint.
+"""REDI's two stages, each one run of `common.train.fit`: SFT on positive traces, then a
+preference objective started from the SFT run's checkpoint.
 
-    python -m common.main --config=configs/redi/arith.py:smoke --workdir=/tmp/redi_smoke
+    python -m common.main --config=configs/redi/arith.py:smoke --workdir=/tmp/redi_sft
+    python -m common.main --config=configs/redi/arith.py:redi,smoke --workdir=/tmp/redi_pref \
+        --config.init_from=/tmp/redi_sft
 
-Stage 2 methods: 'redi' (alpha from config; alpha = 1 the symmetric objective), 'dpo', 'simpo',
-'sft' (continued SFT on the positives). pass@1 on held-out problems is measured by greedy
-decoding (and sampling at a temperature, averaged over k samples) checked by the verifier.
+`config.stage` is 'sft' (stage 1: token-mean cross-entropy on the correct traces, from a fresh
+initialisation or `model.init_checkpoint`) or 'preference' (stage 2 from the newest checkpoint
+of the run in `config.init_from`, with a fresh optimizer). Preference methods
+(`config.preference.method`): 'redi' (alpha from the config; alpha = 1 is the symmetric
+objective), 'dpo' (the reference log-probabilities come from the restored SFT parameters),
+'simpo', 'sft' (continued SFT on the pairs' positives).
 
-Data: the arithmetic task (`papers/redi/task.py`) by default; with `data.traces_jsonl` and
-`data.tokenizer`, teacher traces from a file (`papers/redi/traces.py`: prompt / chosen /
-rejected), where the evaluation is the held-out rows' mean token log-likelihood of the chosen
-and rejected traces and the share of pairs ranked right (no answer verifier for free text here).
-`model.init_checkpoint` (a Hugging Face Qwen2 directory, with traces and its tokenizer) is where
-SFT starts; without it SFT starts from a fresh initialisation.
+Evaluators, every `train.eval_every` steps and at the end (`eval/<name>` in metrics.jsonl, the
+final values in result.json): on the arithmetic task (`papers/redi/task.py`), pass@1 on the
+validation and test problems by greedy decoding and, when `eval.num_samples` > 0, on the test
+problems by sampling at `eval.temperature` (mean over the samples), checked by the verifier
+(`task.verify_ids`, `task.verify` on token ids); on both data sources, the held-out pairs' mean
+per-token log-likelihood of the correct (chosen) and incorrect (rejected) trace and the share
+of pairs whose correct trace is the likelier per token. With
+`data.traces_jsonl` and `data.tokenizer` (`papers/redi/traces.py`) there is no answer verifier,
+so the log-likelihood evaluators are the only ones. The SFT run also reports its floors:
+`floor/untrained_<metric>` (the evaluators on the initial parameters) and, on the arithmetic
+task, `floor/majority_answer_test_pass1` (every test problem answered with the most frequent
+training answer).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
-import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
+from jax.experimental import multihost_utils
 
+from common import checkpoint, data, lm, parallel, train
 from common import config as cfglib
-from common import data, lm, parallel, train
 from common.lm import token_cross_entropy
 from common.models.transformer import Transformer
 from papers.redi import losses, task, traces
 
+STAGES = ('sft', 'preference')
 METHODS = ('redi', 'dpo', 'simpo', 'sft')
+EVAL_SALT = 1  # the sampling keys of the evaluation: fold_in(key(seed), EVAL_SALT), then row
 
 
 def make_model(config: ml_collections.ConfigDict, vocab_size: int = task.VOCAB_SIZE
@@ -61,9 +73,10 @@ def pair_logprobs(model: Transformer, params: Any, batch: dict):
   return s[:b], n[:b], s[b:], n[b:]
 
 
-def stage2_loss(model: Transformer, cfg: ml_collections.ConfigDict, params: Any, batch: dict
-                ) -> tuple[jax.Array, dict]:
-  """The stage-2 objective named by cfg.method, mean over the pairs of the batch."""
+def preference_loss(model: Transformer, cfg: ml_collections.ConfigDict, params: Any, batch: dict
+                    ) -> tuple[jax.Array, dict]:
+  """The stage-2 objective named by cfg.method (`papers/redi/losses.py`), mean over the pairs;
+  the batch's mean per-token log-likelihood of chosen and rejected traces as metrics."""
   s_pos, n_pos, s_neg, n_neg = pair_logprobs(model, params, batch)
   if cfg.method == 'redi':
     per_example = losses.redi_loss(s_pos, n_pos, s_neg, n_neg, cfg.alpha, cfg.neg_gamma)
@@ -77,55 +90,37 @@ def stage2_loss(model: Transformer, cfg: ml_collections.ConfigDict, params: Any,
   return per_example.mean(), metrics
 
 
-# --- training -------------------------------------------------------------------------------------
-
-def make_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
-  """(params, opt_state, batch, lr) -> (params, opt_state, metrics). `tx` is built with a peak
-  learning rate of 1, so `lr` (a traced scalar) scales the update: one compile for a lr grid."""
-  def step(params, opt_state, batch, lr):
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, jax.tree.map(lambda u: lr * u, updates))
-    return params, opt_state, {'loss': loss, 'grad_norm': optax.global_norm(grads), **metrics}
-  return jax.jit(step)
-
-
-def unit_optimizer(optim: ml_collections.ConfigDict, steps: int) -> optax.GradientTransformation:
-  unit = ml_collections.ConfigDict(optim.to_dict())
-  unit.lr = 1.0
-  return train.make_optimizer(unit, steps)
+def reference_logprobs(model: Transformer, params: Any, pairs: dict[str, np.ndarray],
+                       chunk: int, mesh: jax.sharding.Mesh) -> dict[str, np.ndarray]:
+  """The pairs plus the reference model's S(y+), S(y-) (`ref_pos`, `ref_neg`; DPO's
+  reference), in sharded chunks of `chunk` pairs (the last one padded)."""
+  fn = jax.jit(lambda p, b: pair_logprobs(model, p, b)[::2])
+  n = len(pairs['pos_tokens'])
+  padded = _pad_rows(pairs, chunk)
+  out = [multihost_utils.process_allgather(
+      fn(params, parallel.shard_batch(data.take(padded, np.arange(i, i + chunk)), mesh)),
+      tiled=True) for i in range(0, len(padded['pos_tokens']), chunk)]
+  return {**pairs, 'ref_pos': np.concatenate([o[0] for o in out])[:n],
+          'ref_neg': np.concatenate([o[1] for o in out])[:n]}
 
 
-def run(step_fn: Callable, params: Any, opt_state: Any, arrays: dict[str, np.ndarray],
-        steps: int, batch_size: int, lr: float, seed: int, mesh: jax.sharding.Mesh,
-        on_eval: Callable[[int, Any], None] | None = None, eval_every: int = 0,
-        log: list | None = None, log_every: int = 10) -> tuple[Any, Any]:
-  """A single pass (or more) over `arrays` in shuffled batches, data-parallel over `mesh`."""
-  order = data.batch_indices(len(next(iter(arrays.values()))), batch_size, seed)
-  lr = jnp.float32(lr)
-  if on_eval is not None:
-    on_eval(0, params)
-  for step in range(steps):
-    batch = parallel.shard_batch(data.take(arrays, order[step]), mesh)
-    params, opt_state, metrics = step_fn(params, opt_state, batch, lr)
-    done = step + 1
-    if log is not None and (done % log_every == 0 or done == steps):
-      row = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if not all(np.isfinite(list(row.values()))):
-        raise train.NonFiniteError(f'step {done}: non-finite metrics {row}')
-      log.append({'step': done, **row})
-    if on_eval is not None and eval_every and (done % eval_every == 0 or done == steps):
-      on_eval(done, params)
-  return params, opt_state
+def place_params(config: ml_collections.ConfigDict, params: Any, mesh: jax.sharding.Mesh
+                 ) -> Any:
+  """Parameters on the mesh as `fit` holds them: FSDP-sharded or replicated."""
+  if parallel.fsdp_size(mesh) > 1:
+    min_size = config.get('mesh', {}).get('fsdp_min_size', parallel.FSDP_MIN_SIZE)
+    return parallel.shard_params(params, mesh, min_size)
+  return parallel.replicate(params, mesh)
 
 
-# --- decoding and pass@1 --------------------------------------------------------------------------
+# --- decoding and evaluators ----------------------------------------------------------------------
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def generate(model: Transformer, params: Any, prompts: jax.Array, key: jax.Array,
-             temperature: float) -> jax.Array:
-  """Completes prompts [N, PROMPT_LEN] to [N, SEQ_LEN]: greedy when temperature == 0, else
-  sampled from softmax(logits / temperature). Full recompute per token (tiny sequences)."""
+@functools.partial(jax.jit, static_argnames=('model', 'temperature'))
+def generate(model: Transformer, params: Any, prompts: jax.Array, keys: jax.Array | None = None,
+             temperature: float = 0.0) -> jax.Array:
+  """Completes prompts [N, PROMPT_LEN] to [N, SEQ_LEN]: greedy when temperature == 0, else row
+  i samples token t from softmax(logits / temperature) with key fold_in(keys[i], t) (so a row's
+  sample does not depend on the batch it is in). Full recompute per token (tiny sequences)."""
   n = prompts.shape[0]
   buf = jnp.zeros((n, task.SEQ_LEN), jnp.int32).at[:, :task.PROMPT_LEN].set(prompts)
 
@@ -134,39 +129,113 @@ def generate(model: Transformer, params: Any, prompts: jax.Array, key: jax.Array
     if temperature == 0:
       nxt = jnp.argmax(logits, -1)
     else:
-      nxt = jax.random.categorical(jax.random.fold_in(key, t), logits / temperature)
+      nxt = jax.vmap(lambda k, x: jax.random.categorical(jax.random.fold_in(k, t),
+                                                         x / temperature))(keys, logits)
     return jax.lax.dynamic_update_index_in_dim(buf, nxt.astype(jnp.int32), t, 1)
 
   return jax.lax.fori_loop(task.PROMPT_LEN, task.SEQ_LEN, body, buf)
 
 
-def pass_at_1(model: Transformer, params: Any, problems: list[task.Problem],
-              temperature: float = 0.0, num_samples: int = 1, seed: int = 0) -> float:
-  """Share of (problem, sample) pairs whose completion the verifier accepts."""
-  prompts = np.tile(task.prompts(problems), (num_samples, 1))
-  out = np.asarray(generate(model, params, jnp.asarray(prompts), jax.random.key(seed),
-                            float(temperature)))
-  ok = [task.verify(problems[i % len(problems)], task.decode(row[task.PROMPT_LEN:]))
-        for i, row in enumerate(out)]
-  return float(np.mean(ok))
+@dataclasses.dataclass
+class Evaluation:
+  """The evaluators as `fit` takes them: `eval_fn(params, batch)` over `batches()`.
+
+  Every metric is a weighted mean over the evaluation rows; each batch returns its weighted sum
+  times (number of batches / total weight), so fit's mean over batches is the exact mean."""
+  eval_fn: Callable[[Any, dict], dict[str, jax.Array]]
+  rows: dict[str, np.ndarray]
+  batch_size: int
+
+  def batches(self) -> Iterator[dict[str, np.ndarray]]:
+    for start in range(0, len(next(iter(self.rows.values()))), self.batch_size):
+      yield data.take(self.rows, np.arange(start, start + self.batch_size))
+
+
+def _pad_rows(rows: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarray]:
+  """Rows padded with zeros (weight 0) to a multiple of `multiple`."""
+  n = len(next(iter(rows.values())))
+  pad = -n % multiple
+  return {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in rows.items()}
+
+
+def make_evaluation(model: Transformer, config: ml_collections.ConfigDict,
+                    ds: task.Datasets | traces.TraceDatasets) -> Evaluation:
+  """The evaluators (see the module doc) over the validation and test rows."""
+  on_task = isinstance(ds, task.Datasets)
+  pairs = ds.test_pairs if on_task else ds.test
+  n_pairs = len(pairs['pos_tokens'])
+  rows = {**pairs, 'w_chosen': np.ones(n_pairs, np.float32),
+          'w_pair': (pairs['neg_mask'].sum(-1) > 0).astype(np.float32)}
+  if on_task:  # the test problems, then the validation problems (no pairs)
+    n_valid = len(ds.valid)
+    rows = {k: np.concatenate([v, np.zeros((n_valid,) + v.shape[1:], v.dtype)])
+            for k, v in rows.items()}
+    problems = ds.test + ds.valid
+    rows |= {'prompt': task.prompts(problems), 'answer': task.answers(problems),
+             'w_test': np.r_[np.ones(n_pairs), np.zeros(n_valid)].astype(np.float32),
+             'w_valid': np.r_[np.zeros(n_pairs), np.ones(n_valid)].astype(np.float32)}
+    base = jax.random.fold_in(jax.random.key(config.seed), EVAL_SALT)
+    rows['key'] = np.asarray(jax.random.key_data(
+        jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(len(problems)))))
+  batch_size = config.eval.batch_size
+  rows = _pad_rows(rows, batch_size)
+  num_batches = len(rows['w_chosen']) // batch_size
+  scale = {k: num_batches / max(float(rows[k].sum()), 1.0) for k in rows if k.startswith('w_')}
+  temperature, k = float(config.eval.temperature), config.eval.num_samples
+
+  def mean(name: str, values: jax.Array, batch: dict) -> jax.Array:
+    return jnp.sum(batch[name] * values) * scale[name]
+
+  def eval_fn(params, batch):
+    s_pos, n_pos, s_neg, n_neg = pair_logprobs(model, params, batch)
+    pos, neg = s_pos / jnp.maximum(n_pos, 1), s_neg / jnp.maximum(n_neg, 1)
+    out = {'test_chosen_logp': mean('w_chosen', pos, batch),
+           'test_rejected_logp': mean('w_pair', neg, batch),
+           'test_pair_accuracy': mean('w_pair', (pos > neg).astype(jnp.float32), batch)}
+    if not on_task:
+      return out
+    ok = task.verify_ids(generate(model, params, batch['prompt'])[:, task.PROMPT_LEN:],
+                         batch['answer']).astype(jnp.float32)
+    out |= {'valid_pass1_greedy': mean('w_valid', ok, batch),
+            'test_pass1_greedy': mean('w_test', ok, batch)}
+    if not k:
+      return out
+    keys = jax.random.wrap_key_data(batch['key'])
+    sample_keys = jax.vmap(lambda j: jax.vmap(lambda key: jax.random.fold_in(key, j))(keys))(
+        jnp.arange(k)).reshape(-1)
+    sampled = generate(model, params, jnp.tile(batch['prompt'], (k, 1)), sample_keys,
+                       temperature)
+    ok_sampled = task.verify_ids(sampled[:, task.PROMPT_LEN:], jnp.tile(batch['answer'], k))
+    ok_sampled = ok_sampled.astype(jnp.float32).reshape(k, -1).mean(0)
+    return out | {'test_pass1_sampled': mean('w_test', ok_sampled, batch)}
+
+  return Evaluation(eval_fn, rows, batch_size)
 
 
 # --- the experiment -------------------------------------------------------------------------------
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  cfglib.validate_train(config, num_devices)
   cfglib.check_positive_int(config, 'model.num_layers', 'model.d_model', 'model.num_heads',
-                            'model.mlp_dim', 'sft.steps', 'sft.batch_size', 'stage2.batch_size',
-                            'data.num_train', 'data.num_test', 'data.samples_per_problem')
-  cfglib.check_nonneg_int(config, 'seed', 'stage2.steps', 'eval.every')
-  cfglib.check_divisible(config, 'sft.batch_size', num_devices, 'the number of devices')
-  cfglib.check_divisible(config, 'stage2.batch_size', num_devices, 'the number of devices')
-  cfglib.check_choice(config, 'stage2.method', METHODS)
+                            'model.mlp_dim', 'data.num_train', 'data.num_test',
+                            'data.samples_per_problem', 'eval.batch_size')
+  cfglib.check_nonneg_int(config, 'data.num_valid', 'eval.num_samples')
+  cfglib.check_divisible(config, 'eval.batch_size', num_devices, 'the number of devices')
+  cfglib.check_choice(config, 'stage', STAGES)
+  cfglib.check_choice(config, 'preference.method', METHODS)
   cfglib.check_range(config, 'data.error_rate', 0.0, 1.0)
-  for stage in ('sft', 'stage2'):
-    cfglib.check_range(config, f'{stage}.optim.lr', 0.0, 10.0, low_open=True)
+  cfglib.check_range(config, 'eval.temperature', 0.0, 100.0, low_open=True)
   if config.model.d_model % config.model.num_heads:
     raise cfglib.ConfigError(f'config.model.d_model={config.model.d_model} is not divisible by '
                              f'config.model.num_heads={config.model.num_heads}: change either')
+  init_from = config.get('init_from', '')
+  if config.stage == 'preference' and not init_from:
+    raise cfglib.ConfigError("config.stage='preference' needs --config.init_from=<the SFT run's "
+                             'workdir> (its newest checkpoint is where stage 2 starts)')
+  if config.stage == 'sft' and init_from:
+    raise cfglib.ConfigError(f"config.init_from={init_from!r} is set but config.stage='sft' "
+                             'starts from a fresh or `model.init_checkpoint` initialisation: '
+                             "unset it or pass --config.stage='preference'")
   trace_file = lm.string_setting(config.data, 'traces_jsonl')
   tokenizer = lm.string_setting(config.data, 'tokenizer')
   if trace_file and not tokenizer:
@@ -184,129 +253,74 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
                              'arithmetic task has its own vocabulary')
 
 
-def train_sft(config: ml_collections.ConfigDict, ds: task.Datasets | traces.TraceDatasets, mesh,
-              log: list | None = None, init_params: Any = None,
-              vocab_size: int = task.VOCAB_SIZE):
-  """Stage 1 from `init_params` (a fresh init when None); returns the SFT parameters."""
-  model = make_model(config, vocab_size)
-  params = init_params
-  if params is None:
-    params = model.init(jax.random.key(config.seed),
-                        jnp.zeros((1, ds.sft['tokens'].shape[1]), jnp.int32))
-  tx = unit_optimizer(config.sft.optim, config.sft.steps)
-  step = make_step(functools.partial(sft_loss, model), tx)
-  params, opt_state = parallel.replicate(params, mesh), parallel.replicate(tx.init(params), mesh)
-  params, _ = run(step, params, opt_state, ds.sft, config.sft.steps, config.sft.batch_size,
-                  config.sft.optim.lr, config.seed, mesh, log=log, log_every=100)
-  return params
+_task_datasets = functools.cache(task.make_datasets)  # read-only; runs of a sweep share it
 
 
-def preference_arrays(model: Transformer, params: Any, pref: dict[str, np.ndarray],
-                      chunk: int = 512) -> dict[str, np.ndarray]:
-  """The preference pairs plus the reference model's S(y+), S(y-) (used by DPO)."""
-  fn = jax.jit(lambda p, b: pair_logprobs(model, p, b))
-  ref_pos, ref_neg = [], []
-  n = len(pref['pos_tokens'])
-  for start in range(0, n, chunk):
-    out = fn(params, {k: v[start:start + chunk] for k, v in pref.items()})
-    ref_pos.append(np.asarray(out[0]))
-    ref_neg.append(np.asarray(out[2]))
-  return {**pref, 'ref_pos': np.concatenate(ref_pos), 'ref_neg': np.concatenate(ref_neg)}
-
-
-def train_stage2(config: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, sft_params,
-                 pref: dict[str, np.ndarray], mesh, seed: int, on_eval=None, eval_every: int = 0,
-                 log: list | None = None, step_cache: dict | None = None,
-                 vocab_size: int = task.VOCAB_SIZE):
-  """Stage 2 from the SFT parameters with a fresh optimizer (warmup + linear decay)."""
-  model = make_model(config, vocab_size)
-  tx = unit_optimizer(cfg.optim, cfg.steps)
-  key = (cfg.method, cfg.alpha, cfg.steps, json.dumps(cfg.optim.to_dict(), sort_keys=True))
-  if step_cache is not None and key in step_cache:
-    step = step_cache[key]
-  else:
-    step = make_step(functools.partial(stage2_loss, model, cfg), tx)
-    if step_cache is not None:
-      step_cache[key] = step
-  opt_state = parallel.replicate(tx.init(sft_params), mesh)
-  return run(step, sft_params, opt_state, pref, cfg.steps, cfg.batch_size, cfg.optim.lr, seed,
-             mesh, on_eval=on_eval, eval_every=eval_every, log=log, log_every=5)[0]
-
-
-def trace_metrics(model: Transformer, params: Any, test: dict[str, np.ndarray],
-                  chunk: int) -> dict[str, float]:
-  """Held-out traces: mean per-token log-likelihood of the chosen and rejected traces and the
-  share of pairs whose chosen trace is the likelier per token."""
-  scored = preference_arrays(model, params, test, chunk)
-  pos = scored['ref_pos'] / np.maximum(test['pos_mask'][:, 1:].sum(-1), 1)
-  n_neg = test['neg_mask'][:, 1:].sum(-1)
-  out = {'test_chosen_logp': float(pos.mean())}
-  if (n_neg > 0).any():
-    neg = (scored['ref_neg'] / np.maximum(n_neg, 1))[n_neg > 0]
-    out |= {'test_rejected_logp': float(neg.mean()),
-            'test_pair_accuracy': float((pos[n_neg > 0] > neg).mean())}
-  return out
-
-
-def load_data(config: ml_collections.ConfigDict):
+def load_data(config: ml_collections.ConfigDict, load_params: bool = True):
   """(datasets, vocabulary size, initial parameters or None): the arithmetic task, or traces
-  tokenized with `data.tokenizer` (and the `model.init_checkpoint` parameters when set)."""
+  tokenized with `data.tokenizer` (and, with `load_params`, the `model.init_checkpoint`
+  parameters when set)."""
   d = config.data
   trace_file = lm.string_setting(d, 'traces_jsonl')
   if not trace_file:
-    ds = task.make_datasets(d.num_train, d.num_valid, d.num_test, d.samples_per_problem,
-                            d.error_rate, d.seed)
+    ds = _task_datasets(d.num_train, d.num_valid, d.num_test, d.samples_per_problem,
+                        d.error_rate, d.seed)
     return ds, task.VOCAB_SIZE, None
   tokenizer = lm.load_tokenizer(d)
   eos = data.eos_id(tokenizer, lm.string_setting(d, 'eos_token') or None)
   ds = traces.make_datasets(trace_file, tokenizer, eos, d.max_len, d.num_test, d.pair_max_len)
   vocab_size, params = tokenizer.get_vocab_size(with_added_tokens=True), None
-  if config.model.get(lm.INIT_CHECKPOINT):
+  if config.model.get(lm.INIT_CHECKPOINT) and load_params:
     vocab_size, params = lm.load_init_checkpoint(config, vocab_size)
   return ds, vocab_size, params
 
 
+def floors(config: ml_collections.ConfigDict, ds, evaluation: Evaluation, params: Any,
+           mesh: jax.sharding.Mesh) -> dict[str, float]:
+  """The trivial baselines of the evaluators: their values on the initial parameters and, on
+  the arithmetic task, the majority answer's test pass@1."""
+  untrained = train.evaluate(jax.jit(evaluation.eval_fn), place_params(config, params, mesh),
+                             evaluation.batches(), mesh)
+  out = {f'floor/untrained_{k}': v for k, v in untrained.items()}
+  if isinstance(ds, task.Datasets):
+    majority = task.majority_answer(ds.train)
+    out['floor/majority_answer_test_pass1'] = float(np.mean(task.answers(ds.test) == majority))
+  return out
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
-  """SFT, then config.stage2.method; writes metrics.jsonl and returns the final test metrics
-  (greedy pass@1 on the arithmetic task, held-out likelihoods on traces)."""
+  """One stage (`config.stage`) through `common.train.fit`; final metrics are the evaluators'
+  (plus `floor/*` and `data/*` for the SFT stage)."""
   mesh = parallel.mesh_from_config(config)
   validate(config, mesh.size)
-  started = time.time()
-  os.makedirs(workdir, exist_ok=True)
-  ds, vocab_size, init_params = load_data(config)
-  on_traces = isinstance(ds, traces.TraceDatasets)
-  chunk = config.stage2.batch_size if on_traces else 512
+  sft = config.stage == 'sft'
+  ds, vocab_size, params = load_data(config, load_params=sft)
+  if not sft:  # stage 2: the SFT run's parameters (and so its vocabulary)
+    params = checkpoint.restore_params(config.init_from)
+    vocab_size = params['params']['embed']['embedding'].shape[0]
   model = make_model(config, vocab_size)
-  sft_log: list = []
-  sft_params = train_sft(config, ds, mesh, sft_log, init_params, vocab_size)
-  pref = preference_arrays(model, sft_params, ds.pref, chunk)
-  evals: list = []
-
-  def evaluate(params) -> dict[str, float]:
-    if on_traces:
-      return trace_metrics(model, params, ds.test, chunk)
-    return {'test_pass1_greedy': pass_at_1(model, params, ds.test)}
-
-  def on_eval(step, params):
-    evals.append({'step': step, **evaluate(params)})
-
-  stage2_log: list = []
-  params = train_stage2(config, config.stage2, sft_params, pref, mesh, config.seed, on_eval,
-                        config.eval.every, stage2_log, vocab_size=vocab_size)
-  final = {k: v for k, v in evals[-1].items() if k != 'step'}
-  if not on_traces:
-    final['test_pass1_sampled'] = pass_at_1(model, params, ds.test, config.eval.temperature,
-                                            config.eval.num_samples, config.seed)
-  final |= {f'sft_{k}': v for k, v in evals[0].items() if k != 'step'}
-  with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
-    for row in sft_log:
-      f.write(json.dumps({'stage': 'sft', **row}) + '\n')
-    for row in stage2_log:
-      f.write(json.dumps({'stage': config.stage2.method, **row}) + '\n')
-    for row in evals:
-      f.write(json.dumps({'stage': 'eval', **row}) + '\n')
-    f.write(json.dumps({'stage': 'final', **final, 'data': ds.stats}) + '\n')
-  print(json.dumps(final))
-  state = train.TrainState(step=jnp.int32(config.stage2.steps), params=params, opt_state=None,
-                           rng=jax.random.key_data(jax.random.key(config.seed)))
-  return train.FitResult(state, final, False, time.time() - started)
+  evaluation = make_evaluation(model, config, ds)
+  extra: dict[str, float] = {}
+  if sft:
+    if params is None:
+      params = jax.jit(model.init)(jax.random.key(config.seed),
+                                   jnp.zeros((1, ds.sft['tokens'].shape[1]), jnp.int32))
+    extra = floors(config, ds, evaluation, params, mesh)
+    extra |= {f'data/{k}': float(v) for k, v in ds.stats.items()}
+    arrays = ds.sft
+    loss_fn = functools.partial(sft_loss, model)
+  else:
+    arrays = ds.pref
+    if config.preference.method == 'dpo':
+      arrays = reference_logprobs(model, place_params(config, params, mesh), arrays,
+                                  config.eval.batch_size, mesh)
+    loss_fn = functools.partial(preference_loss, model, config.preference)
+  order = data.batch_indices(len(arrays[next(iter(arrays))]), config.train.batch_size,
+                             config.seed)
+  result = train.fit(config, workdir, mesh=mesh, params=params,
+                     loss_fn=lambda p, batch, rng: loss_fn(p, batch),
+                     train_batch=lambda step: data.take(arrays, order[step]),
+                     eval_fn=evaluation.eval_fn, eval_batches=evaluation.batches)
+  if result.preempted:
+    return result
+  return dataclasses.replace(result, eval_metrics={**result.eval_metrics, **extra})

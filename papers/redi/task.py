@@ -10,8 +10,11 @@ Correct / incorrect labels come from the verifier, never from the injection flag
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 CHARS = '0123456789*+=;:'
@@ -19,6 +22,8 @@ PAD, EOS = 0, 1
 VOCAB_SIZE = len(CHARS) + 2
 PROMPT_LEN = 10  # 'ddd*d+ddd:'
 SEQ_LEN = 36  # prompt + longest trace (25 chars incl. EOS) + 1 spare
+EQUALS = CHARS.index('=') + 2
+MAX_ANSWER_DIGITS = 6  # the verifier's longest accepted answer
 ERROR_KINDS = ('mul_carry', 'partial_digit', 'transpose', 'add_carry', 'sum_slip')
 
 
@@ -65,7 +70,39 @@ def verify(problem: Problem, completion: str) -> bool:
   if '=' not in completion:
     return False
   tail = completion.rsplit('=', 1)[1]
-  return tail.isdigit() and len(tail) <= 6 and int(tail) == problem.answer
+  return tail.isdigit() and len(tail) <= MAX_ANSWER_DIGITS and int(tail) == problem.answer
+
+
+def verify_ids(ids: jax.Array, answer: jax.Array) -> jax.Array:
+  """`verify` on token ids, batched and jittable: completions [B, L] -> bool [B].
+
+  The completion is read as `decode` reads it (up to the first EOS, PAD skipped); it passes when
+  the tokens after its last '=' are 1 to MAX_ANSWER_DIGITS digits whose number is `answer`."""
+  ids = jnp.asarray(ids)
+  kept = (jnp.cumsum(ids == EOS, -1) == 0) & (ids >= 2)
+  position = jnp.arange(ids.shape[-1])
+  last_eq = jnp.max(jnp.where(kept & (ids == EQUALS), position, -1), -1, keepdims=True)
+  tail = kept & (position > last_eq)
+  digit = ids - 2
+  is_digit = (digit >= 0) & (digit <= 9)
+  length = tail.sum(-1)
+  # place value of each tail digit: 10 ** (number of tail digits after it)
+  after = jnp.minimum(length[:, None] - jnp.cumsum(tail, -1), MAX_ANSWER_DIGITS)
+  value = jnp.sum(jnp.where(tail, digit * 10 ** after, 0), -1)
+  return ((last_eq[:, 0] >= 0) & jnp.all(~tail | is_digit, -1) & (length >= 1)
+          & (length <= MAX_ANSWER_DIGITS) & (value == answer))
+
+
+def answers(problems: list[Problem]) -> np.ndarray:
+  return np.array([p.answer for p in problems], np.int32)
+
+
+def majority_answer(problems: list[Problem]) -> int:
+  """The most frequent answer among `problems` (the smallest among ties): the trivial answer
+  baseline, given to every problem."""
+  counts = collections.Counter(p.answer for p in problems)
+  top = max(counts.values())
+  return min(a for a, n in counts.items() if n == top)
 
 
 # --- the teacher's arithmetic, digit by digit (so it can drop a carry) ------------------------
@@ -214,6 +251,8 @@ class Datasets:
   pref: dict[str, np.ndarray]  # pos_tokens, pos_mask, neg_tokens, neg_mask
   valid: list[Problem]
   test: list[Problem]
+  test_pairs: dict[str, np.ndarray]  # a correct and an incorrect trace of each test problem
+  train: list[Problem]
   stats: dict[str, float]
 
 
@@ -221,7 +260,9 @@ def make_datasets(num_train: int, num_valid: int, num_test: int, samples_per_pro
                   error_rate: float, seed: int = 0) -> Datasets:
   """Train problems get `samples_per_problem` teacher traces each. The SFT set holds one correct
   trace per problem that has one; the preference set pairs the first correct with the first
-  incorrect trace of every problem that has both. Valid/test problems are disjoint from train."""
+  incorrect trace of every problem that has both. Valid/test problems are disjoint from train.
+  `test_pairs` holds each test problem's correct trace and one with an injected mistake of a
+  random kind (their own random stream: the training data does not depend on them)."""
   rng = np.random.default_rng(seed)
   pool = sample_problems(3 * (num_train + num_valid + num_test), rng)
   unique = list(dict.fromkeys(pool))
@@ -249,6 +290,14 @@ def make_datasets(num_train: int, num_valid: int, num_test: int, samples_per_pro
   nt, nm = sequences(pos_p, neg_y)
   stats = {'train_problems': len(train), 'sft_examples': len(sft_p), 'pref_pairs': len(pos_p),
            'teacher_accuracy': num_correct / max(num_traces, 1)}
+  test_rng = np.random.default_rng([seed, 1])
+  good = [teacher_trace(p, test_rng)[0] for p in test]
+  bad = [teacher_trace(p, test_rng, error_kind=ERROR_KINDS[int(test_rng.integers(
+      len(ERROR_KINDS)))])[0] for p in test]
+  tpt, tpm = sequences(test, good)
+  tnt, tnm = sequences(test, bad)
   return Datasets({'tokens': tok, 'mask': mask},
                   {'pos_tokens': pt, 'pos_mask': pm, 'neg_tokens': nt, 'neg_mask': nm},
-                  valid, test, stats)
+                  valid, test,
+                  {'pos_tokens': tpt, 'pos_mask': tpm, 'neg_tokens': tnt, 'neg_mask': tnm},
+                  train, stats)
