@@ -273,6 +273,12 @@ def _scalars(metrics: dict) -> dict:
   return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
+def curves(runs: Sequence[Run], key: str) -> tuple[list[int], list[list[float]]]:
+  """(steps, [values per seed]) of `key` over one arm's runs: the input of
+  `stats.convergence` and `plots.curves`."""
+  return runs[0].history(key)[0], [r.history(key)[1] for r in runs]
+
+
 def metric(runs: Mapping[str, Sequence[Run]], key: str) -> dict[str, list[float]]:
   """{arm: [final `key` per seed, seed order]}: the per_seed input of `common.stats`."""
   return {arm: [float(r.metrics[key]) for r in rs] for arm, rs in runs.items()}

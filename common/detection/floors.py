@@ -46,3 +46,12 @@ def random_class_ap(coco: dict, area_ranges: Sequence[float] | None = None,
 def every_class_ap(coco: dict, area_ranges: Sequence[float] | None = None) -> dict[str, float]:
   """COCO metrics of `every_class_detections`."""
   return evaluation.coco_evaluate(coco, every_class_detections(coco), area_ranges)
+
+
+def ap_floors(config) -> dict[str, dict[str, float]]:
+  """Both floors on the validation set of a detection config (5 draws of random classes)."""
+  from common.detection import pipeline
+  _, _, coco, _ = pipeline.load_data(config)
+  area = tuple(config.eval_area_ranges)
+  return {'random class': random_class_ap(coco, area, seeds=range(5)),
+          'every class': every_class_ap(coco, area)}

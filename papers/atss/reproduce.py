@@ -18,7 +18,7 @@ import numpy as np
 
 from common import plots, stats, sweep
 from common import results as res
-from common.detection import evaluation, floors, pipeline
+from common.detection import evaluation, floors
 from papers.atss import experiment
 
 PAPER, TITLE = 'atss', 'ATSS: Adaptive Training Sample Selection'
@@ -42,20 +42,6 @@ def arms(quick: bool) -> list[sweep.Arm]:
   return [sweep.Arm(name, spec(quick), overrides) for name, (_, overrides) in ARMS.items()]
 
 
-def ap_floors(quick: bool) -> dict[str, dict[str, float]]:
-  """COCO metrics of the validation gt boxes given random classes and scores (5 draws), and
-  given every class at one score."""
-  config = sweep.load_config(spec(quick))
-  _, _, coco, _ = pipeline.load_data(config)
-  area = tuple(config.eval_area_ranges)
-  return {'random class': floors.random_class_ap(coco, area, seeds=range(5)),
-          'every class': floors.every_class_ap(coco, area)}
-
-
-def ap_curves(runs: list[sweep.Run]) -> tuple[list[int], list[list[float]]]:
-  return runs[0].history('eval/AP')[0], [r.history('eval/AP')[1] for r in runs]
-
-
 def size_spread(metrics: dict) -> float:
   """max / min positives per gt over the size bins (1 = the same count for every size)."""
   v = [metrics[f'pos_per_gt_{b}'] for b in experiment.SIZE_BINS]
@@ -64,10 +50,11 @@ def size_spread(metrics: dict) -> float:
 
 def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path) -> dict:
   ap = sweep.metric(runs, 'AP')
-  fl = ap_floors(quick)
+  fl = floors.ap_floors(sweep.load_config(spec(quick)))
   floor = stats.Floor('AP of the val gt boxes with random classes and scores',
                       fl['random class']['AP'], FLOOR_MARGIN)
-  conv = {a: stats.convergence(ap_curves(rs)[1], CONVERGENCE_TOL) for a, rs in runs.items()}
+  conv = {a: stats.convergence(sweep.curves(rs, 'eval/AP')[1], CONVERGENCE_TOL)
+          for a, rs in runs.items()}
   claims = []
 
   def has(*names):
@@ -131,8 +118,8 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path) ->
   fig, axes = plots.figure(2)
   plots.bars(axes[0], {ARMS[n][0]: ap[n] for n in runs}, ylabel='COCO AP (val)',
              title=f'After {steps} steps', floor=floor.value, floor_label='random-class floor')
-  x, _ = ap_curves(next(iter(runs.values())))
-  plots.curves(axes[1], x, {ARMS[n][0]: ap_curves(rs)[1] for n, rs in runs.items()},
+  x, _ = sweep.curves(next(iter(runs.values())), 'eval/AP')
+  plots.curves(axes[1], x, {ARMS[n][0]: sweep.curves(rs, 'eval/AP')[1] for n, rs in runs.items()},
                ylabel='COCO AP (val)', title='AP during training', floor=floor.value)
   plot = plots.save(fig, out / 'atss.png', n_seeds)
   notes = [

@@ -19,7 +19,7 @@ import numpy as np
 
 from common import plots, stats, sweep
 from common import results as res
-from common.detection import evaluation, floors, pipeline
+from common.detection import evaluation, floors
 
 PAPER = 'sampling_free'
 TITLE = 'Is Heuristic Sampling Necessary in Training Deep Object Detectors?'
@@ -45,29 +45,16 @@ def arms(quick: bool) -> list[sweep.Arm]:
   return [sweep.Arm(name, spec(quick), {'arm': name}) for name in ARMS]
 
 
-def ap_floors(quick: bool) -> dict[str, dict[str, float]]:
-  """COCO metrics of the validation gt boxes given random classes and scores (5 draws), and
-  given every class at one score."""
-  config = sweep.load_config(spec(quick))
-  _, _, coco, _ = pipeline.load_data(config)
-  area = tuple(config.eval_area_ranges)
-  return {'random class': floors.random_class_ap(coco, area, seeds=range(5)),
-          'every class': floors.every_class_ap(coco, area)}
-
-
-def ap_curves(runs: list[sweep.Run]) -> tuple[list[int], list[list[float]]]:
-  return runs[0].history('eval/AP')[0], [r.history('eval/AP')[1] for r in runs]
-
-
 def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path) -> dict:
   ap = sweep.metric(runs, 'AP')
   if 'sampling_free' in runs:
     ap[ABLATION] = [r.metrics['AP_thr005'] for r in runs['sampling_free']]
-  fl = ap_floors(quick)
+  fl = floors.ap_floors(sweep.load_config(spec(quick)))
   floor_ap = fl['random class']['AP']
   floor = stats.Floor('AP of the val gt boxes with random classes and scores', floor_ap,
                       FLOOR_MARGIN)
-  conv = {a: stats.convergence(ap_curves(rs)[1], CONVERGENCE_TOL) for a, rs in runs.items()}
+  conv = {a: stats.convergence(sweep.curves(rs, 'eval/AP')[1], CONVERGENCE_TOL)
+          for a, rs in runs.items()}
 
   def on(*names) -> dict:  # the arms a claim compares: their AP, floor and convergence
     return dict(per_seed={n: ap[n] for n in names}, metric='AP', fmt='.3g', floor=floor,
@@ -132,8 +119,8 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path) ->
   fig, axes = plots.figure(2)
   plots.bars(axes[0], {SHORT[n]: v for n, v in ap.items()}, ylabel='COCO AP (val)',
              title=f'After {steps} steps', floor=floor_ap, floor_label='random-class floor')
-  x, _ = ap_curves(next(iter(runs.values())))
-  plots.curves(axes[1], x, {SHORT[n]: ap_curves(rs)[1] for n, rs in runs.items()},
+  x, _ = sweep.curves(next(iter(runs.values())), 'eval/AP')
+  plots.curves(axes[1], x, {SHORT[n]: sweep.curves(rs, 'eval/AP')[1] for n, rs in runs.items()},
                ylabel='COCO AP (val)', title='AP during training', floor=floor_ap)
   plot = plots.save(fig, out / 'sampling_free.png', n_seeds)
   notes = [
