@@ -248,10 +248,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
 def fit_char_lm(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh,
                 corpus: Corpus, params, logits_fn: Callable,
-                loss_fn: Callable | None = None) -> train.FitResult:
+                loss_fn: Callable | None = None, tx: optax.GradientTransformation | None = None,
+                first_batch: int = 0) -> train.FitResult:
   """Trains `logits_fn(params, tokens) -> logits` on windows of the corpus with `train.fit`;
   the loss defaults to next-token cross-entropy, eval is validation bits per character (per
-  token for a `TokenCorpus`)."""
+  token for a `TokenCorpus`). `tx` replaces the optimizer of `config.optim`; step s trains on
+  batch `first_batch + s` of the seed's shuffled windows (a stage continuing another run's
+  data stream starts past that run's batches)."""
   seq_len, batch_size = config.data.seq_len, config.train.batch_size
   train_windows = windows(corpus.train, seq_len)
   valid_windows = windows(corpus.valid, seq_len)
@@ -276,8 +279,9 @@ def fit_char_lm(config: ml_collections.ConfigDict, workdir: str, mesh: jax.shard
       yield data.take({'tokens': valid_windows}, np.arange(start, start + batch_size))
 
   return train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn or default_loss,
-                   train_batch=lambda step: data.take({'tokens': train_windows}, order[step]),
-                   eval_fn=eval_fn, eval_batches=eval_batches)
+                   train_batch=lambda step: data.take({'tokens': train_windows},
+                                                      order[first_batch + step]),
+                   eval_fn=eval_fn, eval_batches=eval_batches, tx=tx)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:

@@ -107,3 +107,49 @@ def test_energy_network_shape_and_dependence(energy_net):
   e = net.apply(params, x0, xt)
   assert e.shape == (3,) and e.dtype == jnp.float32
   assert not np.allclose(e, net.apply(params, (x0 + 1) % 4, xt))
+
+
+@pytest.mark.parametrize('pattern', [(1, 0, 1), (0, 1, 1), (1, 1, 1), (0, 0, 0), (1, 0, 0)])
+def test_ar_log_partition_is_exact_by_enumeration(pattern):
+  """V = 4 toy: Z(xt) = sum over every x0 of mu(x0 | xt) exp(-E(x0, xt)), by brute force,
+  is V when position 0 is masked and 1 otherwise (`pattern`: 1 = masked)."""
+  vocab, mask, length = 4, 4, 3
+  k_mu, k_ar, k_x = jax.random.split(jax.random.key(sum(p << i for i, p in enumerate(pattern))),
+                                     3)
+  x_true = np.asarray(jax.random.randint(k_x, (length,), 0, vocab))
+  xt = jnp.where(jnp.array(pattern) == 1, mask, jnp.asarray(x_true))[None]
+  logits = jax.random.normal(k_mu, (1, length, vocab + 1))
+  log_mu = diffusion.subs_log_probs(logits, xt, mask)[0]  # carry-over: mass 1 on unmasked
+  ar_table = jax.nn.log_softmax(jax.random.normal(k_ar, (length, vocab ** length, vocab)), -1)
+
+  def log_ar(seq):  # log p_AR(x0_i | x0_<i), i = 1..L-1 (the prefix indexes a random table)
+    return [ar_table[i, int(np.ravel_multi_index(seq[:i], (vocab,) * i)), seq[i]]
+            for i in range(1, length)]
+
+  z = 0.0
+  for seq in itertools.product(range(vocab), repeat=length):
+    x0 = jnp.array([seq])
+    lmu = jnp.array([[log_mu[i, s] for i, s in enumerate(seq)]])
+    e = energy.ar_energy(jnp.array([log_ar(seq)]), lmu, x0, xt, mask)
+    z += float(jnp.exp(lmu.sum() - e[0]))
+  expected = vocab if pattern[0] else 1
+  np.testing.assert_allclose(z, expected, rtol=1e-4)
+  np.testing.assert_allclose(energy.ar_log_partition(xt, mask, vocab), [np.log(expected)],
+                             rtol=1e-6)
+
+
+def test_edlm_ar_estimator_term_is_the_ar_nll_of_the_masked_symbols():
+  """-log mu(x0|xt) + E(x0, xt) + log Z(xt) = -sum_{i>=1 masked} log p_AR + [x_t^0 masked] log V:
+  with the exact log Z, the paper's EDLM-AR likelihood term is the AR model's."""
+  vocab, mask = 4, 4
+  x0 = jnp.array([[2, 0, 3, 1], [1, 1, 0, 2]])
+  xt = jnp.array([[mask, 0, mask, mask], [1, mask, 0, mask]])
+  log_ar = jnp.log(jnp.array([[0.5, 0.25, 0.125], [0.3, 0.6, 0.2]]))
+  log_mu = jnp.log(jnp.array([[0.2, 1.0, 0.4, 0.7], [1.0, 0.1, 1.0, 0.9]]))
+  nll_mu = -jnp.where(xt == mask, log_mu, 0.0).sum(-1)
+  term = (nll_mu + energy.ar_energy(log_ar, log_mu, x0, xt, mask)
+          + energy.ar_log_partition(xt, mask, vocab))
+  # row 0: positions 0, 2, 3 masked (AR terms 2 and 3, and log V for position 0);
+  # row 1: positions 1 and 3 masked, position 0 is not (no log V)
+  expected = [-np.log(0.25) - np.log(0.125) + np.log(4), -np.log(0.3) - np.log(0.2)]
+  np.testing.assert_allclose(term, expected, rtol=1e-5)

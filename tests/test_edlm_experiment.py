@@ -4,10 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from common import lm, parallel
+from common import experiment as run_path
+from common import parallel
+from common.config import ConfigError
 from common.quickstart import load_config
 from papers.edlm import experiment
-from tests.testutil import ROOT
+from tests.testutil import ROOT, latest_state
 
 
 def _config(arg='smoke'):
@@ -53,15 +55,32 @@ def test_energy_backbone_starts_from_the_denoiser():
       lambda a: (a.shape, a.dtype), e_init)
 
 
-@pytest.mark.slow
-def test_smoke_nce_runs_end_to_end(tmp_path):
-  config = _config('smoke')
+def _run(tmp_path, name, arg='smoke', **runs):
+  """A stage through the run path (`common.experiment`, which writes its config.json)."""
+  config = _config(arg)
   config.num_devices = 1
-  corpus = lm.load_corpus(config.data.data_dir)
-  den, nce = experiment.fit_nce(config, str(tmp_path), corpus)
-  assert np.isfinite(den.eval_metrics['nelbo_bits_per_char'])
-  assert 0 <= nce.eval_metrics['accuracy'] <= 1 and np.isfinite(nce.eval_metrics['loss'])
-  ar = _config('smoke,ar')
-  ar.num_devices = 1
-  res = experiment.train_and_evaluate(ar, str(tmp_path / 'ar'), corpus)
-  assert np.isfinite(res.eval_metrics['bits_per_char'])
+  config.runs.update(runs)
+  workdir = str(tmp_path / name)
+  return run_path.train_and_evaluate(config, workdir), workdir
+
+
+def test_nce_needs_a_denoiser_run(tmp_path):
+  with pytest.raises(ConfigError, match='runs.denoiser'):
+    _run(tmp_path, 'nce', 'smoke,nce')
+
+
+@pytest.mark.slow
+def test_nce_stage_starts_from_the_denoiser_run_and_keeps_it_frozen(tmp_path):
+  den, den_dir = _run(tmp_path, 'denoiser')
+  assert np.isfinite(den['nelbo_bits_per_char'])
+  nce, nce_dir = _run(tmp_path, 'nce', 'smoke,nce', denoiser=den_dir)
+  assert 0 <= nce['accuracy'] <= 1 and np.isfinite(nce['loss'])
+  trained = latest_state(nce_dir)[0]['params']
+  jax.tree.map(np.testing.assert_array_equal, trained['denoiser'],
+               latest_state(den_dir)[0]['params'])
+  assert (jax.tree.structure(trained['energy']['params']['backbone'])
+          == jax.tree.structure(trained['denoiser']['params']))
+  ar, ar_dir = _run(tmp_path, 'ar', 'smoke,ar')
+  assert np.isfinite(ar['bits_per_char'])
+  with pytest.raises(ConfigError, match="is a 'ar' run"):
+    _run(tmp_path, 'nce2', 'smoke,nce', denoiser=ar_dir)

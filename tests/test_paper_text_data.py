@@ -131,28 +131,36 @@ def test_parscale_recycles_a_qwen2_checkpoint(files, tmp_path, monkeypatch, arg)
 
 
 def test_redi_sft_starts_from_a_qwen2_checkpoint(files, tmp_path, monkeypatch):
+  """SFT from the checkpoint on the traces, then DPO from the SFT run: the held-out trace
+  log-likelihoods are the evaluators."""
   root = files['root']
   c = _tiny('redi/paper_qwen_math_1p5b.py')
   vocab = files['tokenizer'].get_vocab_size(with_added_tokens=True)
   ckpt = _checkpoint(tmp_path / 'ckpt', c, vocab)
-  c.data.update(traces_jsonl=str(root / 'traces.jsonl'), tokenizer=str(root / 'tokenizer.json'))
+  traces_data = dict(traces_jsonl=str(root / 'traces.jsonl'),
+                     tokenizer=str(root / 'tokenizer.json'))
+  c.data.update(traces_data)
   c.model.init_checkpoint = ckpt
-  starts, run = [], redi.run
-
-  def wrapped(step_fn, params, *args, **kw):
-    starts.append(jax.device_get(params))
-    return run(step_fn, params, *args, **kw)
-
-  monkeypatch.setattr(redi, 'run', wrapped)
-  result = redi.train_and_evaluate(c, str(tmp_path / 'run'))
+  seen = _capture_fit(monkeypatch)
+  result = redi.train_and_evaluate(c, str(tmp_path / 'sft'))
   _, expected = hf.load_qwen2(ckpt)
-  jax.tree.map(np.testing.assert_array_equal, expected, starts[0])  # SFT's start
+  jax.tree.map(np.testing.assert_array_equal, expected, seen['params'])  # SFT's start
   final = result.eval_metrics
   assert {'test_chosen_logp', 'test_rejected_logp', 'test_pair_accuracy',
-          'sft_test_chosen_logp'} <= set(final)
+          'floor/untrained_test_chosen_logp'} <= set(final)
+  assert not any('pass1' in k for k in final)  # no answer verifier for free text
   assert all(np.isfinite(v) for v in final.values())
-  rows = [json.loads(line) for line in open(tmp_path / 'run' / 'metrics.jsonl')]
-  assert rows[-1]['data']['sft_examples'] == 24 - c.data.num_test
+  assert final['data/sft_examples'] == 24 - c.data.num_test
+  dpo = _tiny('redi/paper_qwen_math_1p5b.py', 'tiny,dpo')
+  dpo.data.update(traces_data)
+  dpo.init_from = str(tmp_path / 'sft')
+  seen.clear()
+  out = redi.train_and_evaluate(dpo, str(tmp_path / 'dpo'))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(result.state.params),
+               seen['params'])
+  assert np.isfinite(out.eval_metrics['test_chosen_logp'])
+  np.testing.assert_allclose(seen['batch0']['ref_pos'], redi.pair_logprobs(  # bf16 compute
+      redi.make_model(dpo, vocab), seen['params'], seen['batch0'])[0], rtol=1e-3)
 
 
 def test_traces_are_prompt_completion_eos_with_a_completion_mask(files):

@@ -1,25 +1,22 @@
-"""ParScale experiment: data-parallel equality, the frozen-backbone trainer, end to end."""
-
-import os
-import subprocess
-import sys
+"""ParScale experiment: data-parallel equality, the recycling stage (backbone from another run's
+checkpoint, frozen or not, data stream continued), end to end."""
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
-from common import lm
+from common import data, lm
 from common.quickstart import load_config
 from papers.parscale import experiment as ex
-from papers.parscale.model import ParScaleLM
-from tests.testutil import ROOT, xla_flags
+from tests.testutil import ROOT, latest_state
 
 
-def smoke_config():
+def smoke_config(**overrides):
   config = load_config(ROOT / 'configs' / 'parscale' / 'char_lm.py', 'smoke')
-  config.model.update(d_model=8, mlp_dim=16)  # smaller still: compile time dominates
-  config.data.seq_len = 16
+  config.num_devices = 1
+  for key, value in overrides.items():
+    section, leaf = key.split('.')
+    config[section][leaf] = value
   return config
 
 
@@ -37,38 +34,59 @@ def test_eight_devices_match_one(tmp_path):
   assert 'prefix_k_0' in results[1].state.params['params']
 
 
-def test_validate_rejects_bad_eps():
-  config = smoke_config()
-  config.parscale.eps = 1.0
+def test_validate_rejects_bad_settings():
   with pytest.raises(Exception, match='eps'):
-    ex.validate(config, 1)
+    ex.validate(smoke_config(**{'parscale.eps': 1.0}), 1)
+  with pytest.raises(Exception, match='freeze_backbone'):
+    ex.validate(smoke_config(**{'parscale.freeze_backbone': True}), 1)
 
 
-def test_frozen_backbone_run_trains_only_prefixes_and_aggregator():
-  rng = np.random.default_rng(0)
-  ids = rng.integers(0, 7, 500).astype(np.int32)
-  valid = lm.windows(ids, 8)[:4]
-  model = ParScaleLM(7, 2, 2, model=dict(num_layers=1, d_model=8, num_heads=2, mlp_dim=16))
-  params = ex.init_params(model, [0, 1], 8)
-  optim = ml_collections.ConfigDict(dict(name='adamw', lr=1e-2, schedule='constant',
-                                         warmup_steps=0, weight_decay=0.1, grad_clip=1.0))
-  run = ex.make_run(model, ids, valid, seq_len=8, batch_size=4, steps=3, optim=optim,
-                    freeze_backbone=True, eval_chunk=4)
-  trained, losses, valid_loss = run(params, ex.data_keys([0, 1]))
-  assert losses.shape == (2, 3) and valid_loss.shape == (2,)
-  jax.tree.map(np.testing.assert_array_equal, params['params']['backbone'],
-               trained['params']['backbone'])
-  assert np.abs(trained['params']['prefix_k_0'] - params['params']['prefix_k_0']).max() > 0
-  assert np.abs(trained['params']['aggregator']['w1']
-                - params['params']['aggregator']['w1']).max() > 0
+def test_non_embedding_params_is_a_final_metric(tmp_path):
+  result = ex.train_and_evaluate(smoke_config(), str(tmp_path))
+  params = result.state.params['params']
+  embed = params['backbone']['embed']['embedding'].size
+  total = sum(x.size for x in jax.tree.leaves(params))
+  assert result.eval_metrics['non_embedding_params'] == total - embed
 
 
-@pytest.mark.slow
-def test_reproduce_quick_end_to_end(tmp_path):
-  env = dict(os.environ, XLA_FLAGS=xla_flags(1),
-             JAX_COMPILATION_CACHE_DIR=str(ROOT / '.cache' / 'jax'))
-  proc = subprocess.run([sys.executable, '-m', 'papers.parscale.reproduce', '--quick',
-                         f'--out={tmp_path}'], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert (tmp_path / 'results.json').exists() and (tmp_path / 'scaling.png').exists()
+@pytest.fixture(scope='module')
+def stage1(tmp_path_factory):
+  """A trained P = 1 run (the first stage of recycling)."""
+  workdir = tmp_path_factory.mktemp('stage1')
+  ex.train_and_evaluate(smoke_config(**{'parscale.num_streams': 1}), str(workdir))
+  return str(workdir), latest_state(workdir)[0]['params']['params']['backbone']
+
+
+@pytest.mark.parametrize('freeze', [False, True])
+def test_recycling_starts_from_the_p1_backbone(tmp_path, stage1, freeze):
+  workdir, trained = stage1
+  config = smoke_config(**{'parscale.num_streams': 2, 'parscale.init_from': workdir,
+                           'parscale.freeze_backbone': freeze, 'train.steps': 2})
+  vocab = lm.load_corpus(config.data.data_dir).vocab_size
+  start = jax.device_get(ex.make_model(config, vocab).init(
+      jax.random.key(config.seed), np.zeros((1, config.data.seq_len), np.int32)))['params']
+  result = ex.train_and_evaluate(config, str(tmp_path))
+  after = jax.device_get(result.state.params)['params']
+  same = lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # noqa: E731
+  if freeze:  # PEFT: the backbone is exactly stage 1's, only prefixes and aggregator train
+    jax.tree.map(same, after['backbone'], trained)
+  else:
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(after['backbone']), jax.tree.leaves(trained), strict=True))
+  assert np.abs(after['prefix_k_0'] - start['prefix_k_0']).max() > 0
+  assert np.abs(after['aggregator']['w1'] - start['aggregator']['w1']).max() > 0
+
+
+def test_first_batch_continues_the_data_stream(tmp_path, monkeypatch):
+  seen = []
+  real = data.take
+  monkeypatch.setattr(data, 'take', lambda arrays, idx, *a, **k: (
+      seen.append(np.asarray(idx).copy()), real(arrays, idx, *a, **k))[1])
+  config = smoke_config(**{'parscale.num_streams': 1, 'data.first_batch': 3,
+                           'train.steps': 2, 'train.eval_every': 0})
+  ex.train_and_evaluate(config, str(tmp_path))
+  windows = lm.windows(lm.load_corpus(config.data.data_dir).train, config.data.seq_len)
+  order = data.batch_indices(len(windows), config.train.batch_size, config.seed)
+  train_rows = [s for s in seen if len(s) == config.train.batch_size][:2]
+  np.testing.assert_array_equal(train_rows[0], order[3])
+  np.testing.assert_array_equal(train_rows[1], order[4])

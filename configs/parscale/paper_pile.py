@@ -38,6 +38,9 @@ Hugging Face Qwen2 directory (config.json + model.safetensors: a Qwen2-family mo
 backbone written with `common.hf.save_qwen2`); the backbone starts from its parameters
 (`common.hf.load_qwen2`), the P streams' prefixes and aggregator start fresh, and a checkpoint
 whose architecture differs from `config.model` is refused with one line naming the setting.
+`parscale.init_from` (a workdir of a P = 1 run of this config) does the same from that run's
+newest checkpoint, `data.first_batch` continues its data stream, and
+`parscale.freeze_backbone=True` trains only the prefixes and aggregator (PEFT).
 The stage's token budget (2% of the first stage's) is `train.steps`, set on the command line.
 `:tiny` keeps every setting but shrinks sizes to one step on a CPU
 (`tests/test_paper_configs.py`; on tiny jsonl/parquet files, a trained tokenizer and a random
@@ -62,12 +65,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.num_devices = -1
   c.mesh = dict(fsdp=8, fsdp_min_size=2 ** 16)
   c.data = dict(data_dir='', seq_len=SEQ_LEN, text_files='', text_field='text', tokenizer='',
-               eos_token='')
+               eos_token='', first_batch=0)
   c.model = dict(num_layers=36, d_model=1536, num_heads=12, num_kv_heads=2, mlp_dim=8960,
                  rope_theta=1e6, norm_eps=1e-6, tie_embeddings=True, dtype='bfloat16',
                  remat=True, init_checkpoint='')
   c.parscale = dict(num_streams=streams[0] if streams else 8, num_prefix=48, eps=0.1,
-                    prefix_init=0.02)
+                    prefix_init=0.02, init_from='', freeze_backbone=False)
   c.train = dict(steps=round(TOKENS / (BATCH * SEQ_LEN)), batch_size=BATCH, log_every=50,
                  eval_every=1000, eval_batches=32, checkpoint_every=1000, keep_checkpoints=2,
                  compute_dtype='float32', grad_accum_steps=16)

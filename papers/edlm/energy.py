@@ -50,6 +50,17 @@ def ar_energy(ar_log_probs: Array, diffusion_log_probs: Array, x0: Array, xt: Ar
   return -log_ar.sum(-1) + log_mu.sum(-1)
 
 
+def ar_log_partition(xt: Array, mask_id: int, vocab_size: int) -> Array:
+  """Exact log Z(xt) of the carry-over AR energy, [B]: log V if position 0 is masked, else 0.
+
+  Z(xt) = sum_x0 mu(x0 | xt) exp(-E(x0, xt)) = sum over the masked symbols of
+  prod_{i>=1 masked} p_AR(x0_i | x0_<i). Summing out the masked symbols from the last one back,
+  each AR factor sums to 1; position 0 has no AR factor, so a masked x0_0 contributes its V
+  values (V = `vocab_size`, the real symbols: mu gives [MASK] no mass).
+  """
+  return jnp.where(xt[..., 0] == mask_id, jnp.log(float(vocab_size)), 0.0)
+
+
 def nce_loss(e_pos: Array, e_neg: Array) -> Array:
   """Binary NCE (Eq. (9)): -[log sigmoid(-E(x0+)) + log sigmoid(E(x0-))], batch mean.
 

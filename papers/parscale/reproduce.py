@@ -1,321 +1,324 @@
 """Reproduces ParScale's parallel scaling on a character LM (Tiny Shakespeare), CPU-sized.
 
-    python -m papers.parscale.reproduce            # full (about 12 minutes on 2 CPU cores)
-    python -m papers.parscale.reproduce --quick    # same code path, tiny (< 1 minute)
+    python -m papers.parscale.reproduce            # full (about 8 minutes on 2 CPU cores)
+    python -m papers.parscale.reproduce --quick    # smoke configs, same code path
 
-Sweep: widths x P in {1, 2, 4, 8} at equal tokens and 3 seeds (seed-vmapped, paired: at one
-seed every P starts from the same backbone and sees the same batches); scaling-law fit; the
-recycling runs (P = 1, then P = 4 with fresh prefixes + aggregator, full and frozen backbone);
-an inference-cost table (latency, memory) and the training-cost breakdown per P.
+Arms (each a `configs/parscale/char_lm.py` run, 3 paired seeds: at one seed every arm starts
+from the same backbone initialisation and sees the same batches): widths d in {8, 12, 16} x
+P in {1, 2, 4, 8} at equal tokens; the recycling stage at d = 12, which starts from the
+`d12_P1` run's checkpoint and continues its data stream for 100 steps as P = 1, as P = 4 with
+fresh prefixes and aggregator, and as P = 4 with the backbone frozen. Analysis: the claims
+via `common.stats` against the bigram floor, the scaling-law fit, and a forward-pass cost
+table (inference timing of untrained models, no training).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import pathlib
-import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-import ml_collections
 import numpy as np
+from matplotlib import ticker
 
-from common import lm
-from common import results as reslib
-from papers.parscale import experiment as ex
+from common import lm, plots, results, stats, sweep
+from papers.parscale import floors
 from papers.parscale import scaling_law as sl
 from papers.parscale.model import ParScaleLM, count_parameters
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-
-HERE = pathlib.Path(__file__).resolve().parent
-FULL = dict(widths=(8, 12, 16), streams=(1, 2, 4, 8), seeds=(0, 1, 2), steps=400,
-            recycle_steps=100, seq_len=32, batch_size=32, num_prefix=4, valid_windows=1024,
-            bench_repeats=5, bench_batches=(1, 8))
-QUICK = dict(widths=(8, 12), streams=(1, 2), seeds=(0, 1, 2), steps=10, recycle_steps=4,
-             seq_len=16, batch_size=8, num_prefix=2, valid_windows=64, bench_repeats=1,
-             bench_batches=(1,))
+PAPER = 'parscale'
+TITLE = 'Parallel Scaling Law for Language Models'
+CONFIG = 'configs/parscale/char_lm.py'
+SEEDS = (0, 1, 2)
+FULL = dict(widths=(8, 12, 16), streams=(1, 2, 4, 8), recycle_width=12, recycle_streams=4,
+            recycle_steps=100, recycle_eval_every=25, recycle_warmup=20, bench_batches=(1,),
+            bench_repeats=5)
+QUICK = dict(widths=(8, 12), streams=(1, 2), recycle_width=8, recycle_streams=2,
+             recycle_steps=4, recycle_eval_every=2, recycle_warmup=0, bench_batches=(1,),
+             bench_repeats=1)
+RECYCLE_LR = 3e-3
+# Convergence: a loss curve counts as flat when its seed mean fell by at most TOL nats/char over
+# the last WINDOW of training (the last eval interval; the cosine schedule ends at 0.1 x lr).
+TOL, WINDOW = 0.02, 0.25
+FLOOR_MARGIN = 0.01  # an arm counts as trained when 0.01 nats/char below the bigram floor
+PAPER_LOSS = 'Pile, N = 1.6B: P=1 1.9539, P=2 1.9266, P=4 1.9040, P=8 1.8856 (Table 1 data)'
 COARSE_STARTS = [(e, a, al, k) for e in (0.5, 1.0) for a in (0.01, 1.0, 100.0)
                  for al in (0.2, 0.5, 1.0) for k in (0.2, 0.6)]
 
 
-def optim(lr: float, steps: int) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(name='adamw', lr=lr, schedule='cosine',
-                                        warmup_steps=min(50, steps // 5), weight_decay=0.0,
-                                        grad_clip=1.0, final_lr_fraction=0.1))
+def settings(quick: bool) -> dict:
+  return QUICK if quick else FULL
 
 
-def backbone(d: int) -> dict:
-  return dict(num_layers=2, d_model=d, num_heads=2, num_kv_heads=2, mlp_dim=4 * d)
+def spec(quick: bool) -> str:
+  return CONFIG + (':smoke' if quick else '')
 
 
-def model_for(vocab: int, d: int, p: int, m: int) -> ParScaleLM:
-  return ParScaleLM(vocab, p, m, eps=0.1, model=backbone(d))
+def arm_name(d: int, p: int) -> str:
+  return f'd{d}_P{p}'
 
 
-def two_se(diffs: np.ndarray) -> float:
-  """2 standard errors of a mean over seeds (the verdict's noise)."""
-  diffs = np.asarray(diffs, np.float64)
-  return float(2 * diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float('inf')
+def width(d: int) -> dict:
+  return {'model.d_model': d, 'model.mlp_dim': 4 * d}
 
 
-def sweep(s: dict, corpus: lm.CharCorpus, valid: np.ndarray) -> tuple[dict, dict]:
-  losses, info = {}, {}
-  for d in s['widths']:
-    for p in s['streams']:
-      model = model_for(corpus.vocab_size, d, p, s['num_prefix'])
-      params = ex.init_params(model, s['seeds'], s['seq_len'])
-      run = ex.make_run(model, corpus.train, valid, seq_len=s['seq_len'],
-                        batch_size=s['batch_size'], steps=s['steps'], optim=optim(1e-2, s['steps']))
-      start = time.time()
-      trained, _, valid_loss = jax.block_until_ready(run(params, ex.data_keys(s['seeds'])))
-      n = count_parameters(jax.tree.map(lambda x: x[0], params))['non_embedding']
-      losses[d, p] = np.asarray(valid_loss, np.float64)
-      info[d, p] = {'N': n, 'seconds': time.time() - start,
-                    'params': trained if p == 1 else None}
-      print(f'd={d} P={p} N={n} valid={np.round(losses[d, p], 4)} '
-            f'({info[d, p]["seconds"]:.0f}s)', flush=True)
-  return losses, info
-
-
-def recycling(s: dict, corpus, valid, trained_p1, d: int) -> dict:
-  """Stage 2 from the trained P = 1 backbones: P = 1 continued vs P = 4 (full / frozen)."""
-  steps, p_new = s['recycle_steps'], 4
-  out = {}
-  for name, p, freeze in (('P=1 continued', 1, False), ('P=4 recycled', p_new, False),
-                          ('P=4 recycled, frozen backbone', p_new, True)):
-    model = model_for(corpus.vocab_size, d, p, s['num_prefix'])
-    fresh = ex.init_params(model, [1000 + x for x in s['seeds']], s['seq_len'])
-    fresh['params']['backbone'] = trained_p1['params']['backbone']
-    run = ex.make_run(model, corpus.train, valid, seq_len=s['seq_len'],
-                      batch_size=s['batch_size'], steps=steps, optim=optim(3e-3, steps),
-                      freeze_backbone=freeze)
-    keys = jnp.stack([jax.random.fold_in(k, 1) for k in ex.data_keys(s['seeds'])])
-    _, _, valid_loss = jax.block_until_ready(run(fresh, keys))
-    out[name] = np.asarray(valid_loss, np.float64)
-    print(f'recycling {name}: {np.round(out[name], 4)}', flush=True)
+def arms(quick: bool) -> list[sweep.Arm]:
+  s = settings(quick)
+  out = [sweep.Arm(arm_name(d, p), spec(quick), {**width(d), 'parscale.num_streams': p})
+         for d in s['widths'] for p in s['streams']]
+  stage1 = sweep.load_config(spec(quick)).train.steps
+  d, p = s['recycle_width'], s['recycle_streams']
+  stage2 = {**width(d), 'parscale.init_from': sweep.After(arm_name(d, 1)),
+            'data.first_batch': stage1, 'train.steps': s['recycle_steps'],
+            'train.checkpoint_every': s['recycle_steps'],
+            'train.eval_every': s['recycle_eval_every'], 'optim.lr': RECYCLE_LR,
+            'optim.warmup_steps': s['recycle_warmup']}
+  out += [sweep.Arm('recycle_P1', spec(quick), {**stage2, 'parscale.num_streams': 1}),
+          sweep.Arm(f'recycle_P{p}', spec(quick), {**stage2, 'parscale.num_streams': p}),
+          sweep.Arm(f'recycle_P{p}_frozen', spec(quick),
+                    {**stage2, 'parscale.num_streams': p, 'parscale.freeze_backbone': True})]
   return out
 
 
-def _bench(fn, args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+# --- floors and curves --------------------------------------------------------------------------
+
+def validation_floors(quick: bool) -> dict[str, float]:
+  """Unigram and bigram cross-entropy (nats/char) of the windows the experiment evaluates."""
+  config = sweep.load_config(spec(quick))
+  corpus = lm.load_corpus(config.data.data_dir)
+  windows = lm.windows(corpus.valid, config.data.seq_len)
+  batch = config.train.batch_size
+  rows = min(config.train.eval_batches * batch, len(windows) // batch * batch)
+  return {'unigram': floors.unigram_cross_entropy(corpus.train, windows[:rows],
+                                                  corpus.vocab_size),
+          'bigram': floors.bigram_cross_entropy(corpus.train, windows[:rows], corpus.vocab_size)}
 
 
-def forward_cost(vocab, d, p, m, batch, seq_len, repeats) -> dict:
-  """Median forward latency (s) and XLA's memory estimate (params + temporaries, bytes)."""
+def curves(runs: list[sweep.Run], key: str = 'eval/loss') -> tuple[list[int], list[list[float]]]:
+  steps = runs[0].history(key)[0]
+  return steps, [r.history(key)[1] for r in runs]
+
+
+def converged(runs: dict[str, list[sweep.Run]], *names: str) -> dict[str, dict]:
+  return {n: stats.convergence(curves(runs[n])[1], TOL, higher_is_better=False, window=WINDOW)
+          for n in names}
+
+
+def steps_per_s(run: sweep.Run) -> float:
+  """Median training throughput of a run (its metrics.jsonl, the first log with the compile
+  left out)."""
+  values = run.history('perf/steps_per_s')[1]
+  return float(np.median(values[1:] if len(values) > 1 else values))
+
+
+# --- inference cost (forward passes of untrained models; no training) ----------------------------
+
+def model_for(vocab: int, d: int, p: int, m: int) -> ParScaleLM:
+  return ParScaleLM(vocab, p, m, eps=0.1, model=dict(num_layers=2, d_model=d, num_heads=2,
+                                                     num_kv_heads=2, mlp_dim=4 * d))
+
+
+def forward_cost(vocab: int, d: int, p: int, m: int, batch: int, seq_len: int,
+                 repeats: int) -> dict:
+  """Median forward latency (s), XLA's memory estimate (params + temporaries, bytes) and N."""
   model = model_for(vocab, d, p, m)
   tokens = jnp.zeros((batch, seq_len), jnp.int32)
   params = model.init(jax.random.key(0), tokens)
   fn = jax.jit(model.apply)
   mem = fn.lower(params, tokens).compile().memory_analysis()
-  param_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
-  memory = param_bytes + (mem.temp_size_in_bytes if mem is not None else 0)
-  return {'latency': _bench(fn, (params, tokens), repeats), 'memory': memory,
+  memory = (sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
+            + (mem.temp_size_in_bytes if mem is not None else 0))
+  jax.block_until_ready(fn(params, tokens))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(params, tokens))
+    times.append(time.perf_counter() - start)
+  return {'latency': float(np.median(times)), 'memory': memory,
           'N': count_parameters(params)['non_embedding']}
 
 
 def width_for(target_n: float, vocab: int) -> int:
-  """The smallest width (a multiple of 4: even RoPE head size) whose P = 1 non-embedding
-  count reaches target_n."""
+  """The smallest width (a multiple of 4: even RoPE head size) whose P = 1 N reaches target_n."""
   d = 4
-  while True:
-    params = jax.eval_shape(lambda d=d: model_for(vocab, d, 1, 1).init(
-        jax.random.key(0), jnp.zeros((1, 4), jnp.int32)))
-    if count_parameters(params)['non_embedding'] >= target_n:
-      return d
+  while count_parameters(jax.eval_shape(lambda d=d: model_for(vocab, d, 1, 1).init(
+      jax.random.key(0), jnp.zeros((1, 4), jnp.int32))))['non_embedding'] < target_n:
     d += 4
+  return d
 
 
-def inference_table(s, vocab, d, k) -> tuple[list, list]:
-  rows, summary = [], []
-  seq = 2 * s['seq_len']
+def inference_table(s: dict, config, vocab: int, d: int, k: float) -> tuple[list, list]:
+  """P streams vs the P = 1 model widened to N (k ln P + 1): forward latency and memory."""
+  rows, ratios = [], []
+  seq, m, reps = 2 * config.data.seq_len, config.parscale.num_prefix, s['bench_repeats']
   for batch in s['bench_batches']:
-    base = forward_cost(vocab, d, 1, s['num_prefix'], batch, seq, s['bench_repeats'])
+    base = forward_cost(vocab, d, 1, m, batch, seq, reps)
     for p in s['streams'][1:]:
-      par = forward_cost(vocab, d, p, s['num_prefix'], batch, seq, s['bench_repeats'])
+      par = forward_cost(vocab, d, p, m, batch, seq, reps)
       wide_d = width_for(base['N'] * float(sl.multiplier(k, p)), vocab)
-      wide = forward_cost(vocab, wide_d, 1, s['num_prefix'], batch, seq, s['bench_repeats'])
-      d_mem_par, d_mem_wide = par['memory'] - base['memory'], wide['memory'] - base['memory']
-      d_lat_par, d_lat_wide = par['latency'] - base['latency'], wide['latency'] - base['latency']
+      wide = forward_cost(vocab, wide_d, 1, m, batch, seq, reps)
       rows.append([batch, p, wide_d, round(base['latency'] * 1e3, 3),
                    round(par['latency'] * 1e3, 3), round(wide['latency'] * 1e3, 3),
                    base['memory'] // 1024, par['memory'] // 1024, wide['memory'] // 1024])
-      summary.append({'batch': batch, 'P': p, 'memory_increase_ratio_wide_over_par':
-                      d_mem_wide / max(d_mem_par, 1),
-                      'latency_increase_ratio_wide_over_par': d_lat_wide / max(d_lat_par, 1e-9)})
-  return rows, summary
+      ratios.append((batch, p, (wide['memory'] - base['memory']) / max(
+          par['memory'] - base['memory'], 1), (wide['latency'] - base['latency']) / max(
+              par['latency'] - base['latency'], 1e-9)))
+  return rows, ratios
 
 
-def train_cost_table(s, vocab, d) -> list:
-  """Why P streams cost more than P x one stream: step time and XLA flops per P."""
-  rows, base = [], None
-  for p in s['streams']:
-    model = model_for(vocab, d, p, s['num_prefix'])
-    tokens = jnp.zeros((s['batch_size'], s['seq_len'] + 1), jnp.int32)
-    params = model.init(jax.random.key(0), tokens[:, :-1])
+# --- analysis -----------------------------------------------------------------------------------
 
-    def loss(params, tokens, model=model):
-      return lm.token_cross_entropy(model.apply(params, tokens[:, :-1]), tokens[:, 1:])
-
-    fn = jax.jit(jax.grad(loss))
-    cost = fn.lower(params, tokens).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get('flops', 0.0)) if cost else 0.0
-    seconds = _bench(fn, (params, tokens), s['bench_repeats'])
-    base = base or (seconds, flops)
-    rows.append([p, round(seconds * 1e3, 2), round(seconds / base[0], 2), round(flops / 1e6, 1),
-                 round(flops / max(base[1], 1.0), 2)])
-  return rows
-
-
-def plot(path, s, losses, info, fit_):
-  fig, ax = plt.subplots(figsize=(6, 4))
-  grid_n = np.geomspace(min(v['N'] for v in info.values()) * 0.8,
-                        max(v['N'] for v in info.values()) * 1.2, 50)
+def plot(path: pathlib.Path, s: dict, runs: dict, loss: dict, n_params: dict, fit_: dict,
+         floor: float) -> str:
+  fig, axes = plots.figure(2)
+  ax = axes[0]
+  all_n = [n for v in n_params.values() for n in v]
+  grid = np.geomspace(min(all_n) * 0.8, max(all_n) * 1.2, 50)
   for i, p in enumerate(s['streams']):
-    n = [info[d, p]['N'] for d in s['widths']]
-    mean = [losses[d, p].mean() for d in s['widths']]
-    err = [losses[d, p].std(ddof=1) for d in s['widths']]
-    ax.errorbar(n, mean, yerr=err, fmt='o', color=f'C{i}', label=f'P={p}', capsize=3)
-    ax.plot(grid_n, sl.predict(fit_, grid_n, p), '-', color=f'C{i}', alpha=0.6)
+    names = [arm_name(d, p) for d in s['widths']]
+    stats_ = [plots.mean_ci(np.asarray(loss[n])) for n in names]
+    ax.errorbar([n_params[n][0] for n in names], [m for m, _ in stats_],
+                yerr=[h for _, h in stats_], fmt='o', color=f'C{i}', label=f'P={p}', capsize=3)
+    ax.plot(grid, sl.predict(fit_, grid, p), '-', color=f'C{i}', alpha=0.6)
+  ax.axhline(floor, color='k', ls='--', lw=1, label='bigram floor')
   ax.set_xscale('log')
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
   ax.set_xlabel('non-embedding parameters N')
   ax.set_ylabel('validation loss (nats/char)')
-  ax.set_title(f'ParScale char LM: fit k={fit_["k"]:.2f}, alpha={fit_["alpha"]:.2f}, '
-               f'R2={fit_["r2"]:.3f}', fontsize=9)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  ax.set_title(f'final loss and Eq. (5) fit (k={fit_["k"]:.2f})', fontsize=10)
+  plots.legend_outside(ax)
+  d = s['widths'][-1]
+  steps, _ = curves(runs[arm_name(d, 1)])
+  plots.curves(axes[1], steps, {f'P={p}': curves(runs[arm_name(d, p)])[1]
+                                for p in s['streams']},
+               ylabel='validation loss (nats/char)', title=f'eval curves, d={d}', floor=floor)
+  return plots.save(fig, path, len(next(iter(runs.values()))))
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--quick', action='store_true', help='tiny run of the same code path')
-  parser.add_argument('--out', default='', help='output folder (default: this folder; '
-                      '--quick defaults to a temp dir)')
-  args = parser.parse_args()
-  s = QUICK if args.quick else FULL
-  if args.quick:  # a smoke run of the same code path: compile time dominates, so cut it
-    jax.config.update('jax_disable_most_optimizations', True)
-  out = pathlib.Path(args.out or (tempfile.mkdtemp(prefix='parscale_') if args.quick else HERE))
-  out.mkdir(parents=True, exist_ok=True)
-  started = time.time()
-  corpus = lm.load_corpus(os.environ.get('PAPERS_DATA_DIR', ''))
-  valid = lm.windows(corpus.valid, s['seq_len'])[: s['valid_windows']]
-
-  losses, info = sweep(s, corpus, valid)
+def analyse(runs: dict[str, list[sweep.Run]], *, quick: bool, out: pathlib.Path) -> dict:
+  s = settings(quick)
+  config = sweep.load_config(spec(quick))
+  floor_values = validation_floors(quick)
+  floor = stats.Floor('bigram cross-entropy of the validation text', floor_values['bigram'],
+                      FLOOR_MARGIN, higher_is_better=False)
+  loss = sweep.metric(runs, 'loss')
+  n_params = sweep.metric(runs, 'non_embedding_params')
+  seeds = [r.seed for r in next(iter(runs.values()))]
   widths, streams, p_max = s['widths'], s['streams'], s['streams'][-1]
-  n_all = [info[d, p]['N'] for d in widths for p in streams]
-  p_all = [p for _ in widths for p in streams]
-  starts = COARSE_STARTS[:4] if args.quick else None
-  fit_mean = sl.fit(n_all, p_all, [losses[d, p].mean() for d in widths for p in streams],
-                    starts=starts)
-  fit_seed = [sl.fit(n_all, p_all, [losses[d, p][i] for d in widths for p in streams],
-                     starts=starts or COARSE_STARTS) for i in range(len(s['seeds']))]
-  # k at its lower bound (1e-8) means no parallel gain was fitted: count it as 0 (verdict 'not')
-  ks = np.array([f['k'] if f['k'] > 1e-3 else 0.0 for f in fit_seed])
-  print('fit', fit_mean, 'per-seed k', ks, flush=True)
+  claims = []
 
-  claims, rows = [], []
+  # --- P = 1 -> P = max at each width ---------------------------------------------------------
   for d in widths:
-    base = losses[d, 1]
-    for p in streams:
-      gap = base - losses[d, p]
-      rows.append([d, p, info[d, p]['N'], round(losses[d, p].mean(), 4),
-                   round(losses[d, p].std(ddof=1), 4), round(gap.mean(), 4),
-                   round(two_se(gap), 4), round(float(sl.predict(fit_mean, info[d, p]['N'], p)), 4),
-                   round(info[d, p]['seconds'], 1)])
-    gap = base - losses[d, p_max]
-    claims.append(reslib.claim(
+    a, b = arm_name(d, p_max), arm_name(d, 1)
+    claims.append(stats.compare(
         f'Loss falls from P=1 to P={p_max} at equal tokens (width d={d})',
-        'lower at every size (e.g. Pile 1.6B: 1.9539 -> 1.8856)',
-        f'{base.mean():.4f} -> {losses[d, p_max].mean():.4f} (gain {gap.mean():+.4f} '
-        f'+- {two_se(gap):.4f}, 2 SE over {len(gap)} seeds)',
-        reslib.verdict(float(gap.mean()), two_se(gap))))
-  claims.append(reslib.claim(
+        f'lower at every size; {PAPER_LOSS}', {a: loss[a], b: loss[b]}, a, b, 'a<b',
+        metric='validation loss (nats/char)', fmt='.4f', floor=floor,
+        converged=converged(runs, a, b)))
+
+  # --- the scaling law (analysis of the same runs) ----------------------------------------------
+  names = [arm_name(d, p) for d in widths for p in streams]
+  n_all = [n_params[n][0] for n in names]
+  p_all = [p for _ in widths for p in streams]
+  starts = COARSE_STARTS[:4] if quick else None
+  fit_mean = sl.fit(n_all, p_all, [np.mean(loss[n]) for n in names], starts=starts)
+  fit_seed = [sl.fit(n_all, p_all, [loss[n][i] for n in names], starts=starts or COARSE_STARTS)
+              for i in range(len(seeds))]
+  extra = [n_params[arm_name(d, p)][0] / n_params[arm_name(d, 1)][0] - 1
+           for d in widths for p in streams[1:]]
+  claims.append(stats.not_tested(
       'Parallel scaling law: P streams ~ N (k ln P + 1) parameters, k > 0',
       'k = 0.39 (Stack-V2-Python), 0.33 (Pile); R^2 > 0.99',
-      f'k = {fit_mean["k"]:.3f} (per-seed fits {np.round(ks, 3).tolist()}, 2 SE '
-      f'{two_se(ks):.3f}), alpha = {fit_mean["alpha"]:.3f}, R^2 = {fit_mean["r2"]:.3f}',
-      reslib.verdict(float(ks.mean()), two_se(ks))))
-  paper_fits = {name: sl.fit(sl.PAPER_N, sl.PAPER_P, loss, starts=starts)
-                for name, loss in sl.PAPER_LOSS.items()}
+      f'the prefixes and aggregator add {min(extra):.0%}-{max(extra):.0%} to N at these widths '
+      '(paper: < 2%), so P and N move together and k is not identified; the per-seed fits '
+      f'(k = {", ".join(format(f["k"], ".3f") for f in fit_seed)}) are in the fits table'))
 
-  # --- recycling from the middle width's P = 1 runs -------------------------------------------
-  d_rec = widths[len(widths) // 2]
-  rec = recycling(s, corpus, valid, info[d_rec, 1]['params'], d_rec)
-  base = rec['P=1 continued']
+  # --- recycling ---------------------------------------------------------------------------------
+  p_rec, d_rec = s['recycle_streams'], s['recycle_width']
+  rec_names = ['recycle_P1', f'recycle_P{p_rec}', f'recycle_P{p_rec}_frozen']
+  for name, what, paper in (
+      (rec_names[1], f'P={p_rec} with fresh prefixes and aggregator',
+       'two-stage: P=8 recycled from a trained P=1 beats P=1 (Table 4)'),
+      (rec_names[2], f'P={p_rec} with the backbone frozen (PEFT)',
+       'PEFT: frozen backbone + new prefixes/aggregator still gains (Fig. 5)')):
+    claims.append(stats.compare(
+        f'Recycling: {what} beats P=1 continued ({s["recycle_steps"]} more steps from the '
+        f'trained {arm_name(d_rec, 1)} runs)', paper,
+        {name: loss[name], rec_names[0]: loss[rec_names[0]]}, name, rec_names[0], 'a<b',
+        metric='validation loss (nats/char)', fmt='.4f', floor=floor,
+        converged=converged(runs, name, rec_names[0])))
+
+  # --- tables ------------------------------------------------------------------------------------
+  fmt_seeds = lambda v: ' / '.join(f'{x:.4f}' for x in v)  # noqa: E731
+  rows = [['unigram floor', '', '', '', round(floor_values['unigram'], 4), '', '', ''],
+          ['bigram floor', '', '', '', round(floor_values['bigram'], 4), '', '', '']]
+  for d in widths:
+    base = np.asarray(loss[arm_name(d, 1)])
+    for p in streams:
+      n = arm_name(d, p)
+      v = np.asarray(loss[n])
+      rows.append([n, d, p, int(n_params[n][0]), round(float(v.mean()), 4), fmt_seeds(v),
+                   round(float((v - base).mean()), 4),
+                   round(float(sl.predict(fit_mean, n_params[n][0], p)), 4)])
   rec_rows = []
-  for name, vals in rec.items():
-    gap = base - vals
-    rec_rows.append([name, round(vals.mean(), 4), round(vals.std(ddof=1), 4),
-                     round(gap.mean(), 4), round(two_se(gap), 4)])
-  for name, paper in (('P=4 recycled', 'two-stage P=8 recycled beats P=1 (Table 4)'),
-                      ('P=4 recycled, frozen backbone',
-                       'PEFT: frozen backbone + new prefixes/aggregator still gains (Fig. 5)')):
-    gap = base - rec[name]
-    claims.append(reslib.claim(
-        f'Recycling: {name} beats P=1 continued ({s["recycle_steps"]} more steps, d={d_rec})',
-        paper, f'{base.mean():.4f} -> {rec[name].mean():.4f} (gain {gap.mean():+.4f} +- '
-        f'{two_se(gap):.4f})', reslib.verdict(float(gap.mean()), two_se(gap))))
-
-  # --- costs -----------------------------------------------------------------------------------
-  k_cost = fit_mean['k'] if fit_mean['k'] > 0.05 else sl.PAPER_K['pile']
-  d_cost = widths[-1]
-  inf_rows, inf_summary = inference_table(s, corpus.vocab_size, d_cost, k_cost)
-  at8 = [x for x in inf_summary if x['P'] == p_max]
-  train_rows = train_cost_table(s, corpus.vocab_size, d_cost)
-
-  plot(out / 'scaling.png', s, losses, info, fit_mean)
+  for name in rec_names:
+    v, base = np.asarray(loss[name]), np.asarray(loss[rec_names[0]])
+    rec_rows.append([name, round(float(v.mean()), 4), fmt_seeds(v),
+                     round(float((v - base).mean()), 4)])
+  cfg_steps = config.train.steps
   tables = [
-      reslib.table(f'Validation loss (nats/char) per width and P, {len(s["seeds"])} seeds, '
-                   f'{s["steps"]} steps x {s["batch_size"]} x {s["seq_len"]} tokens each; gain = '
-                   'paired loss drop vs P=1 with 2 SE', ['d', 'P', 'N', 'loss mean', 'seed std',
-                                                         'gain vs P=1', '2 SE', 'fit', 'time s'],
-                   rows),
-      reslib.table('Scaling-law fits', ['data', 'E', 'A', 'alpha', 'k', 'R^2',
-                                        'k ln 2 + 1', 'k ln 4 + 1', 'k ln 8 + 1'],
-                   [[name, *(round(f[x], 4) for x in ('E', 'A', 'alpha', 'k', 'r2')),
-                     *(round(float(sl.multiplier(f['k'], p)), 3) for p in (2, 4, 8))]
-                    for name, f in [*(('paper ' + n, f) for n, f in paper_fits.items()),
-                                    ('ours (seed mean)', fit_mean)]]),
-      reslib.table(f'Recycling at d={d_rec}: stage 2 ({s["recycle_steps"]} steps) from the '
-                   f'{s["steps"]}-step P=1 models', ['arm', 'loss mean', 'seed std',
-                                                     'gain vs P=1 continued', '2 SE'], rec_rows),
-      reslib.table(f'Inference cost on CPU (forward of {2 * s["seq_len"]} tokens, d={d_cost}): '
-                   f'P streams vs the wider P=1 model of N (k ln P + 1) params, k={k_cost:.3f}',
-                   ['batch', 'P', 'wide d', 'P=1 ms', 'P streams ms', 'wide ms', 'P=1 KiB',
-                    'P streams KiB', 'wide KiB'], inf_rows),
-      reslib.table(f'Training step cost per P on CPU (d={d_cost}, m={s["num_prefix"]} prefix '
-                   'tokens)', ['P', 'step ms', 'x P=1 time', 'XLA MFLOP', 'x P=1 flops'],
-                   train_rows),
+      results.table(f'Validation loss (nats/char) per arm: {cfg_steps} steps x '
+                    f'{config.train.batch_size} x {config.data.seq_len} tokens, seeds {seeds}; '
+                    f'paper: {PAPER_LOSS}',
+                    ['arm', 'd', 'P', 'N', 'loss mean', 'per seed', 'P - P=1 (paired)',
+                     'Eq. (5) fit'], rows),
+      results.table('Scaling-law fits (Eq. (5))', ['data', 'E', 'A', 'alpha', 'k', 'R^2'],
+                    [[name, *(round(f[x], 4) for x in ('E', 'A', 'alpha', 'k', 'r2'))]
+                     for name, f in [*((f'paper {c}', sl.fit(sl.PAPER_N, sl.PAPER_P, v,
+                                                            starts=starts))
+                                       for c, v in sl.PAPER_LOSS.items()),
+                                     ('ours, seed mean', fit_mean),
+                                     *((f'ours, seed {sd}', f)
+                                       for sd, f in zip(seeds, fit_seed, strict=True))]]),
+      results.table(f'Recycling at d={d_rec}: {s["recycle_steps"]} more steps from the '
+                    f'{cfg_steps}-step P=1 runs, lr {RECYCLE_LR:g}',
+                    ['arm', 'loss mean', 'per seed', 'arm - P=1 continued (paired)'],
+                    rec_rows),
   ]
+  d_cost = widths[-1]
+  rate = {p: float(np.median([steps_per_s(r) for r in runs[arm_name(d_cost, p)]]))
+          for p in streams}
+  tables.append(results.table(
+      f'Training throughput per P at d={d_cost} (perf/steps_per_s of the runs above, median)',
+      ['P', 'steps/s', 'step time x P=1'],
+      [[p, round(rate[p], 1), round(rate[streams[0]] / rate[p], 2)] for p in streams]))
+  k_cost = fit_mean['k'] if fit_mean['k'] > 0.05 else sl.PAPER_K['pile']
+  vocab = lm.load_corpus(config.data.data_dir).vocab_size
+  inf_rows, ratios = inference_table(s, config, vocab, d_cost, k_cost)
+  tables.append(results.table(
+      f'Inference cost on CPU (forward of {2 * config.data.seq_len} tokens, d={d_cost}, '
+      f'untrained weights): P streams vs the P=1 model widened to N (k ln P + 1), '
+      f'k={k_cost:.3f}', ['batch', 'P', 'wide d', 'P=1 ms', 'P streams ms', 'wide ms',
+                          'P=1 KiB', 'P streams KiB', 'wide KiB'], inf_rows))
+  plot_name = plot(out / 'scaling.png', s, runs, loss, n_params, fit_mean,
+                   floor_values['bigram'])
   notes = [
-      f'Paper: 22x less memory increase and 6x less latency increase than parameter scaling '
-      f'(1.6B, P=8, GPU, batch 1). Ours at P={p_max} (CPU, forward): memory-increase ratio '
-      + ', '.join(f'batch {x["batch"]}: {x["memory_increase_ratio_wide_over_par"]:.2f}x'
-                  for x in at8) + '; latency-increase ratio '
-      + ', '.join(f'batch {x["batch"]}: {x["latency_increase_ratio_wide_over_par"]:.2f}x'
-                  for x in at8) + ' (ratio > 1 favours ParScale).',
+      f'Verdicts: paired 95% t intervals over seeds (common.stats); an arm counts as trained '
+      f'when its mean loss is {FLOOR_MARGIN} nats/char below the bigram floor, and as '
+      f'converged when its eval loss fell by at most {TOL} nats/char over the last '
+      f'{WINDOW:.0%} of training; otherwise the claim is not tested.',
+      'Paper: 22x less memory increase and 6x less latency increase than parameter scaling '
+      '(1.6B, P=8, GPU, batch 1). Ours (CPU forward, wide-minus-P=1 over P-streams-minus-P=1; '
+      '> 1 favours ParScale): ' + '; '.join(
+          f'batch {b}, P={p}: memory {m:.2f}x, latency {t:.2f}x' for b, p, m, t in ratios
+          if p == p_max) + '.',
   ]
-  path = out / 'results.json'
-  reslib.write_results(path, paper='parscale', title='Parallel Scaling Law for Language Models',
-                       claims=claims, tables=tables, plots=['scaling.png'], notes=notes,
-                       seeds=s['seeds'], wall_time_s=time.time() - started)
-  print(json.dumps(claims, indent=1))
-  print(f'wrote {path} in {time.time() - started:.0f}s')
+  return {'claims': claims, 'tables': tables, 'plots': [plot_name], 'notes': notes}
+
+
+def main(argv=None) -> dict:
+  return sweep.main(PAPER, TITLE, arms, analyse, SEEDS, argv)
 
 
 if __name__ == '__main__':
