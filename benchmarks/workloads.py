@@ -144,13 +144,7 @@ def parscale_workload(quick: bool) -> Workload:
                                  config.seed)
   model = ps.make_model(config, corpus.vocab_size)
   params = _init(model, windows[:1, :-1], config.seed)
-
-  def loss_fn(params, batch, rng):
-    del rng
-    logits, weights = model.apply(params, batch['tokens'][:, :-1], return_weights=True)
-    return lm.token_cross_entropy(logits, batch['tokens'][:, 1:]), {
-        'max_stream_weight': weights.max(-1).mean()}
-
+  loss_fn = ps.make_loss(model)
   p = config.parscale
 
   def torch_step(batch):
@@ -170,7 +164,7 @@ def edlm_workload(quick: bool) -> Workload:
   from papers.edlm import experiment as ed
   config = mdlm.get_config('smoke' if quick else '')
   corpus = _corpus(config.data.data_dir)
-  windows, loader, _ = ed._batches(config, corpus)
+  windows, loader, _ = ed.batches(config, corpus)
   model = ed.denoiser_model(config, corpus.vocab_size)
   params = _init(model, windows[:1, :-1], config.seed)
   mask_id, dif = corpus.vocab_size, config.diffusion
@@ -190,35 +184,32 @@ def edlm_workload(quick: bool) -> Workload:
 
 
 def redi_workload(quick: bool) -> Workload:
-  """REDI stage 2 on chosen/rejected trace pairs (configs/redi/arith.py): the experiment's own
-  jitted step (`papers.redi.experiment.make_step`, lr as a traced input) and pair stream."""
+  """REDI stage 2 on chosen/rejected trace pairs (configs/redi/arith.py:redi): the paper's
+  `papers.redi.experiment.preference_loss` in the step `common.train.fit` runs, and the
+  experiment's pair stream."""
   from configs.redi import arith
   from papers.redi import experiment as rd
   from papers.redi import task
-  config = arith.get_config('smoke' if quick else '')
-  d, cfg = config.data, config.stage2
+  config = arith.get_config('redi,smoke' if quick else 'redi')
+  d, cfg = config.data, config.preference
   ds = task.make_datasets(d.num_train, d.num_valid, d.num_test, d.samples_per_problem,
                           d.error_rate, d.seed)
   model = rd.make_model(config)
   params = _init(model, jnp.zeros((1, task.SEQ_LEN), jnp.int32), config.seed)
-  tx = rd.unit_optimizer(cfg.optim, cfg.steps)
-  redi_step = rd.make_step(lambda p, b: rd.stage2_loss(model, cfg, p, b), tx)
-  order = data.batch_indices(len(ds.pref['pos_tokens']), cfg.batch_size, config.seed)
+  order = data.batch_indices(len(ds.pref['pos_tokens']), config.train.batch_size, config.seed)
 
-  def step(state, batch):
-    params, opt_state, metrics = redi_step(state['params'], state['opt_state'], batch,
-                                           state['lr'])
-    return {'params': params, 'opt_state': opt_state, 'lr': state['lr']}, metrics
+  def loss_fn(params, batch, rng):
+    del rng
+    return rd.preference_loss(model, cfg, params, batch)
 
   def torch_step(batch):
     return _torch().make_redi_step(task.VOCAB_SIZE, *_model_args(config), cfg.alpha,
-                                   cfg.optim.to_dict(), batch)
+                                   config.optim.to_dict(), batch)
 
   layers, dm, _, _ = _model_args(config)
-  state = {'params': params, 'opt_state': tx.init(params), 'lr': jnp.float32(cfg.optim.lr)}
-  return Workload(None, params, lambda s: data.take(ds.pref, order[s]), None, torch_step,
-                  f'{layers}x{dm}, {cfg.batch_size} pairs x 2 x seq {task.SEQ_LEN}',
-                  step=step, state=state)
+  return Workload(loss_fn, params, lambda s: data.take(ds.pref, order[s]), config.optim,
+                  torch_step, f'{layers}x{dm}, {config.train.batch_size} pairs x 2 x seq '
+                  f'{task.SEQ_LEN}', total_steps=config.train.steps)
 
 
 def rs2_workload(quick: bool) -> Workload:
@@ -246,15 +237,15 @@ def rs2_workload(quick: bool) -> Workload:
                   f'{config.train.batch_size}', total_steps=config.train.steps)
 
 
-def _detector_torch(loss: str, config, num_classes: int, prior_bias: float, anchors, nums):
+def _detector_torch(loss: str, config, num_classes: int, prior_bias: float, anchors, nums,
+                    **loss_settings):
   det = config.detector
 
   def torch_step(batch):
     return _torch().make_detector_step(
         loss, num_classes, len(det.aspect_ratios) * len(det.scales),
         tuple(det.backbone_features), det.fpn_features, det.num_convs, prior_bias, anchors,
-        nums, config.optim.to_dict(), batch, topk=config.assigner.topk,
-        reg_weight=config.loss.reg_weight)
+        nums, config.optim.to_dict(), batch, **loss_settings)
 
   return torch_step
 
@@ -266,7 +257,7 @@ def _detector_note(config, anchors) -> str:
 
 def atss_workload(quick: bool) -> Workload:
   """ATSS: the dense detector with ATSS assignment and the official ATSS loss
-  (configs/atss/mnist_canvas.py, papers/atss/experiment.assign_batch + atss_loss)."""
+  (configs/atss/mnist_canvas.py, papers/atss/experiment.make_loss_fn)."""
   from common.detection import pipeline
   from configs.atss import mnist_canvas
   from papers.atss import experiment as at
@@ -275,18 +266,11 @@ def atss_workload(quick: bool) -> Workload:
   anchors, nums = pipeline.anchors_from_config(config)
   model = at.build_model(config, num_classes)
   params = _init(model, jnp.zeros((1,) + tr['image'].shape[1:]), config.seed)
-  anchors_j = jnp.asarray(anchors)
-
-  def loss_fn(params, batch, rng):  # as papers/atss/experiment.train_and_evaluate
-    del rng
-    cls, box, ctr = model.apply(params, pipeline.images_to_float(batch['image']))
-    a = at.assign_batch(config, anchors, nums, batch['boxes'], batch['labels'], batch['mask'])
-    return at.atss_loss(cls, box, ctr, anchors_j, batch['boxes'], a['assigned_gt'],
-                        a['labels'], num_classes, config.loss.reg_weight)
-
+  loss_fn = at.make_loss_fn(config, model, anchors, nums, num_classes)
   order = data.batch_indices(len(tr['image']), config.train.batch_size, config.seed)
   return Workload(loss_fn, params, lambda s: data.take(tr, order[s]), config.optim,
-                  _detector_torch('atss', config, num_classes, model.prior_bias, anchors, nums),
+                  _detector_torch('atss', config, num_classes, model.prior_bias, anchors, nums,
+                                  topk=config.assigner.topk, reg_weight=config.loss.reg_weight),
                   _detector_note(config, anchors), total_steps=config.train.steps)
 
 
@@ -306,12 +290,7 @@ def sampling_free_workload(quick: bool) -> Workload:
   bias = sfp.bias_from_prior(sf.dataset_prior(config, head, anchors, num_classes))
   model = pipeline.detector_from_config(config, num_classes, prior_bias=bias, centerness=False)
   params = _init(model, jnp.zeros((1,) + tr['image'].shape[1:]), config.seed)
-
-  def loss_fn(params, batch, rng):  # as papers/sampling_free/experiment.train_and_evaluate
-    del rng
-    cls, reg = sf.split_losses(model, anchors, num_classes, config.arm, params, batch)
-    return sf.total_loss(config.arm, cls, reg)
-
+  loss_fn = sf.make_loss_fn(config, model, anchors, num_classes)
   order = data.batch_indices(len(tr['image']), config.train.batch_size, config.seed)
   return Workload(loss_fn, params, lambda s: data.take(tr, order[s]), config.optim,
                   _detector_torch('sampling_free', config, num_classes, bias, anchors, nums),
@@ -327,18 +306,8 @@ def unpg_workload(quick: bool) -> Workload:
   config = cfg.get_config('arcface,unpg,smoke' if quick else 'arcface,unpg')
   train_x, train_y, _, _ = up.load_data(config)
   num_classes = int(train_y.max()) + 1
-  model = up.Embedder(tuple(config.model.features), config.model.embedding_dim)
-  key_model, key_weights = jax.random.split(jax.random.key(config.seed))
-  params = {'embedder': jax.jit(model.init)(key_model, train_x[:1]),
-            'class_weights': nn.initializers.xavier_uniform()(
-                key_weights, (num_classes, config.model.embedding_dim))}
-  loss_of = up.make_loss(config)
-
-  def loss_fn(params, batch, rng):  # as papers/unpg/omniglot.train_and_evaluate
-    del rng
-    features = model.apply(params['embedder'], batch['image'])
-    return loss_of(features, params['class_weights'], batch['label']), {}
-
+  params = up.init_params(config, train_x, num_classes)
+  loss_fn = up.make_loss_fn(config)  # the experiment's own loss
   by_class = class_index(train_y)
   per_class = config.train.batch_size // config.train.classes_per_batch
 

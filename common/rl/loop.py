@@ -9,16 +9,15 @@ b = 2 it is PPO with a buffer. Two drivers share every update function:
 
 - `make_runner(env, env_params, ...)`: gymnax, the whole run is one `jit` of nested `lax.scan`s
   with seeds vmapped (PureJaxRL style), or a host loop over jitted blocks that checkpoints
-  between them; `make_train` is the single-seed `train(key)`.
-- `train_host(make_env, ...)`: gymnasium (MuJoCo), a host loop over one environment per seed,
-  with the action sampling and all updates jitted and vmapped over seeds.
+  between them (`common.rl.run.run_blocks`); `make_train` is the single-seed `train(key)`.
+- `common.rl.host.HostRunner`: gymnasium (MuJoCo), a host loop over one environment per seed,
+  with the action sampling and all updates jitted and vmapped over seeds, in the same blocks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -79,6 +78,22 @@ class Agent:
 def make_agent(obs_dim: int, action_dim: int, discrete: bool) -> Agent:
   return Agent(networks.Actor(action_dim, discrete), networks.Critic(), obs_dim, action_dim,
                discrete)
+
+
+def init_seeds(init: Callable, keys: Sequence[jax.Array], *args: Any) -> Any:
+  """`init(keys[i], *(a[i] for a in args))` for every seed, stacked on a leading seed axis.
+
+  Seeds are initialised one at a time, never under `vmap`: the orthogonal initialiser's QR,
+  batched over seeds, runs LAPACK's `ParallelBatchMap` on XLA:CPU's intra-op thread pool, and
+  with two such QRs in flight (actor and critic) that pool deadlocks: every pool thread idle,
+  both QRs waiting for their batch tasks, the host blocked forever on the first read of the
+  result (jaxlib 0.10.2, 2 cores; within a few thousand calls of a 2-seed vmapped init).
+  `init` is jitted here unless it already is."""
+  init = init if hasattr(init, 'lower') else jax.jit(init)
+  states = jax.device_get([init(k, *(a[i] for a in args)) for i, k in enumerate(keys)])
+  # stacked on the host: no program per leaf shape, and no weak types (a jitted block would
+  # compile once for the weakly typed initial carry and again for the carry it returns)
+  return jax.tree.map(lambda *x: np.stack(x), *states)
 
 
 class Loop:
@@ -203,12 +218,9 @@ class Runner:
   blocks: int
   loop: Loop
 
-  def init_seeds(self, keys: jax.Array) -> dict:
-    """Stacked initial carries. Seeds are initialised one at a time: the orthogonal init's QR
-    batched by `vmap` runs LAPACK's parallel batch map, which deadlocks in XLA:CPU's thread
-    pool when nested in a larger program (seen with jaxlib 0.10.2 on 2 cores)."""
-    init = jax.jit(self.init)
-    return jax.tree.map(lambda *x: jnp.stack(x), *[init(k) for k in keys])
+  def init_seeds(self, keys: Sequence[jax.Array]) -> dict:
+    """Stacked initial carries, one seed at a time (`init_seeds`: a vmapped init deadlocks)."""
+    return init_seeds(self.init, list(keys))
 
   def evaluate_initial(self, carry: dict) -> jax.Array:
     """The evaluation before training, with a key of its own (not taken from the run's)."""
@@ -317,112 +329,3 @@ def make_train(env, env_params, cfg: LoopConfig, hooks: Hooks = Hooks()) -> tupl
   For several seeds use `make_runner(...).train_seeds(keys)` (vmapped)."""
   runner = make_runner(env, env_params, cfg, hooks)
   return (lambda key: runner.run(runner.init(key))), runner.loop
-
-
-# ---- gymnasium driver: host env loop, jitted updates ------------------------------------------
-def train_host(make_env: Callable[[], Any], seeds: list[int], cfg: LoopConfig,
-               hooks: Hooks = Hooks(), eval_episodes: int = 2, log: Callable = print
-               ) -> dict:
-  """One gymnasium env per seed stepped on the host; action sampling, statistics, PPO and
-  behaviour updates jitted and vmapped over seeds. Returns metrics like `make_train`
-  (arrays with a leading seed axis) plus `env_steps_per_s`."""
-  envs = [make_env() for _ in seeds]
-  eval_envs = [make_env() for _ in seeds]
-  space = envs[0].action_space
-  discrete = hasattr(space, 'n')
-  obs_dim = int(np.prod(envs[0].observation_space.shape))
-  action_dim = int(space.n) if discrete else int(np.prod(space.shape))
-  loop = Loop(make_agent(obs_dim, action_dim, discrete), cfg, hooks)
-  m, k_chunks, s = cfg.period, cfg.n // cfg.period, len(seeds)
-
-  obs = np.stack([e.reset(seed=int(sd))[0]
-                  for e, sd in zip(envs, seeds, strict=True)]).astype(np.float32)
-  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-  state = jax.jit(jax.vmap(loop.init))(jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
-                                       jnp.asarray(obs))
-
-  def _act(state, obs, key):
-    key, k = jax.random.split(key)
-    return jax.vmap(loop.act)(state, obs, jax.random.split(k, s)), key
-
-  @jax.jit
-  def observe_act(state, obs, reward, done, key):
-    """One dispatch per env step: the statistics after the step, then the next action."""
-    state = jax.vmap(loop.observe)(state, obs, reward, done)
-    action, key = _act(state, obs, key)
-    return state, action, key
-
-  act = jax.jit(_act)
-
-  end = {p: jax.jit(jax.vmap(lambda st, c, o, d, k, p=p: loop.end_chunk(st, c, o, d, k, p)))
-         for p in (False, True)}
-
-  @jax.jit
-  def greedy(state, obs):
-    out = jax.vmap(lambda st, o: loop.agent.actor.apply(st['params']['actor'],
-                                                        loop.norm_obs(st, o)))(state, obs)
-    return networks.mode(discrete, out)
-
-  def evaluate(state) -> np.ndarray:
-    rets = np.zeros(s)
-    for ep in range(eval_episodes):
-      o = np.stack([e.reset(seed=10_000 + ep)[0] for e in eval_envs]).astype(np.float32)
-      alive = np.ones(s, bool)
-      while alive.any():
-        a = np.asarray(greedy(state, jnp.asarray(o)))
-        for i, e in enumerate(eval_envs):
-          if alive[i]:
-            o[i], r, term, trunc, _ = e.step(a[i])
-            rets[i] += r
-            alive[i] = not (term or trunc)
-    return rets / eval_episodes
-
-  key = jax.random.key(seeds[0] + 12345)
-  done = np.ones(s, np.float32)
-  ep_ret, ep_sum, ep_count = np.zeros(s), np.zeros(s), np.zeros(s)
-  history, evals = [], [evaluate(state)]
-  updates = cfg.total_steps // cfg.n
-  start, env_time = time.time(), 0.0
-  action, key = act(state, obs, key)
-  for u in range(updates):
-    ep_sum[:], ep_count[:] = 0.0, 0.0
-    for c in range(k_chunks):
-      traj = {'obs': np.zeros((m, s, obs_dim), np.float32), 'rewards': np.zeros((m, s)),
-              'dones': np.zeros((m, s)),
-              'actions': np.zeros((m, s) + (() if discrete else (action_dim,)),
-                                  np.int32 if discrete else np.float32)}
-      for t in range(m):
-        a = np.asarray(action)
-        traj['obs'][t], traj['actions'][t], traj['dones'][t] = obs, a, done
-        t0 = time.time()
-        for i, e in enumerate(envs):
-          o, r, term, trunc, _ = e.step(a[i])
-          d = term or trunc
-          if d:
-            o, _ = e.reset()
-          obs[i], traj['rewards'][t, i], done[i] = o, r, float(d)
-          ep_ret[i] += r
-          if d:
-            ep_sum[i] += ep_ret[i]
-            ep_count[i] += 1
-            ep_ret[i] = 0.0
-        env_time += time.time() - t0
-        state, action, key = observe_act(state, obs, traj['rewards'][t].astype(np.float32),
-                                         done, key)
-      key, k = jax.random.split(key)
-      chunk = jax.tree.map(lambda x: jnp.asarray(np.swapaxes(x, 0, 1)), traj)
-      state, metrics = end[c == k_chunks - 1](state, chunk, jnp.asarray(obs), jnp.asarray(done),
-                                              jax.random.split(k, s))
-      action, key = act(state, obs, key)  # the updated behaviour policy acts next
-    metrics = jax.tree.map(np.asarray, metrics)
-    metrics['train_return'] = ep_sum / np.maximum(ep_count, 1)
-    history.append(metrics)
-    if (u + 1) % cfg.eval_every == 0:
-      evals.append(evaluate(state))
-      log(f'update {u + 1}/{updates}: eval return {np.round(evals[-1], 1)}')
-  wall = time.time() - start
-  out = {k: np.stack([h[k] for h in history], 1) for k in history[0]}
-  out['eval_return'] = np.stack(evals, 1)
-  out['env_steps_per_s'] = cfg.total_steps * s / wall
-  out['env_time_fraction'] = env_time / wall
-  return out

@@ -21,7 +21,9 @@ Here: gymnasium's v5 tasks (the `mujoco` wheel; v4 needs the same simulator),
 `loop.total_steps` = 2^20 (1,048,576, so that every n divides it), evaluation every 16,384
 steps with 10 deterministic episodes, target KL 0.03 for the PPO arms, sampling error measured
 before every PPO update (`props.se_steps`). Runs through the gymnasium host loop
-(`common.rl.loop.train_host`: one env per seed, jitted updates, seeds vmapped), no checkpoints.
+(`common.rl.host.HostRunner`: one env per seed, jitted updates, seeds vmapped), checkpointed
+every `checkpoint_every` blocks of `loop.eval_every` PPO updates; a killed run resumes
+bit-identically.
 `:tiny` keeps the settings tree and runs a few hundred Hopper steps (tests/test_paper_configs.py).
 """
 
@@ -62,7 +64,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.seed = 0
   c.num_seeds = 10
   c.b = 2
-  c.checkpoint_every = 4  # gymnax backend only
+  c.checkpoint_every = 4  # blocks of loop.eval_every PPO updates
   c.keep_checkpoints = 2
   c.loop = dict(total_steps=TOTAL_STEPS, n=n, m=m, eval_every=max(1, EVAL_PERIOD // n),
                 eval_episodes=10)

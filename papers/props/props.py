@@ -13,6 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from common.rl import host
 from common.rl import loop as looplib
 from common.rl import ppo as ppolib
 from papers.props import losses
@@ -114,9 +115,9 @@ def make_train(env, env_params, arm: str, base: looplib.LoopConfig, cfg: PROPSCo
   return (lambda key: runner.run(runner.init(key))), runner.loop
 
 
-def train_host(make_env, seeds, arm: str, base: looplib.LoopConfig, cfg: PROPSConfig,
-               b: int = 2, **kw) -> dict:
-  """gymnasium (MuJoCo): the host loop with the same hooks."""
+def make_host_runner(make_env, num_seeds: int, arm: str, base: looplib.LoopConfig,
+                     cfg: PROPSConfig, b: int = 2) -> host.HostRunner:
+  """gymnasium (MuJoCo): the blocked, checkpointable host loop of one arm, `num_seeds` envs."""
   loop_cfg = arm_config(arm, base, b)
   env = make_env()
   discrete = hasattr(env.action_space, 'n')
@@ -124,5 +125,5 @@ def train_host(make_env, seeds, arm: str, base: looplib.LoopConfig, cfg: PROPSCo
                              int(env.action_space.n) if discrete
                              else int(env.action_space.shape[0]), discrete)
   env.close()
-  return looplib.train_host(make_env, seeds, loop_cfg,
-                            make_hooks(agent, loop_cfg, cfg, arm == 'props'), **kw)
+  return host.HostRunner(make_env, num_seeds, loop_cfg,
+                         make_hooks(agent, loop_cfg, cfg, arm == 'props'))

@@ -1,0 +1,50 @@
+"""The PROPS reproduction through the shared sweep: one quick arm in-process equals its
+`common.main` command bit for bit, and the whole quick reproduction writes judged claims."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from common import experiment, stats, sweep
+from common.metrics import read_metrics, without_perf
+from papers.props import reproduce
+from tests.testutil import ROOT, run_main, xla_flags
+
+
+@pytest.mark.slow
+def test_quick_arm_in_process_equals_common_main(tmp_path):
+  """The Hopper PROPS smoke arm (2 vmapped seeds) through `run_sweep` and through its command."""
+  arm = next(a for a in reproduce.arms(quick=True) if a.name == 'hopper_props')
+  runs = sweep.run_sweep([arm], [0, 1], str(tmp_path / 'sweep'))['hopper_props']
+  assert [r.seed for r in runs] == [0, 1] and runs[0].workdir == runs[1].workdir
+  args = shlex.split(runs[0].command)[3:]  # after 'python -m common.main'
+  workdir = tmp_path / 'main'
+  proc = run_main(*[a for a in args if not a.startswith('--workdir=')], f'--workdir={workdir}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  ours, theirs = experiment.read_result(runs[0].workdir), experiment.read_result(str(workdir))
+  assert ours['config'] == theirs['config'] and ours['metrics'] == theirs['metrics']
+  assert without_perf(read_metrics(runs[0].workdir)) == without_perf(read_metrics(workdir))
+  assert [r.metrics for r in runs] == ours['metrics']['per_seed']
+  assert set(runs[0].metrics) == {'initial_return', 'auc', 'final_return', 'sampling_error',
+                                  'final_sampling_error'}
+
+
+@pytest.mark.slow
+def test_reproduce_quick_writes_judged_claims(tmp_path):
+  env = {**os.environ, 'XLA_FLAGS': xla_flags(1)}
+  proc = subprocess.run([sys.executable, '-m', 'papers.props.reproduce', '--quick',
+                         f'--workdir={tmp_path / "runs"}', f'--out={tmp_path / "out"}'],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert len(results['claims']) == 9
+  assert {c['verdict'] for c in results['claims']} <= set(stats.VERDICTS)
+  auc = [c for c in results['claims'] if 'return-curve area' in c['claim']]
+  assert all(c['floor'] is not None and c['converged'] for c in auc)
+  assert set(results['runs']) == {a.name for a in reproduce.arms(quick=True)}
+  assert all(len(v) == 5 for v in results['runs'].values())  # the default seeds
+  assert (tmp_path / 'out' / 'props.png').stat().st_size > 10_000
