@@ -136,7 +136,10 @@ def _finished(job: _Job, config: ml_collections.ConfigDict) -> dict | None:
 
 
 def _split(job: _Job, metrics: dict, cmd: str) -> list[Run]:
-  if not job.arm.vmap_seeds:
+  if not job.arm.vmap_seeds:  # an experiment that vmaps seeds, run with one, gives per_seed[0]
+    one = metrics.get('per_seed')
+    if isinstance(one, list) and len(one) == 1:
+      metrics = one[0]
     return [Run(job.arm.name, job.seeds[0], job.workdir, cmd, metrics)]
   per_seed = metrics.get('per_seed')
   if not isinstance(per_seed, list) or len(per_seed) != len(job.seeds):

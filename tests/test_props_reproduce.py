@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from common import experiment, stats, sweep
@@ -48,3 +49,20 @@ def test_reproduce_quick_writes_judged_claims(tmp_path):
   assert set(results['runs']) == {a.name for a in reproduce.arms(quick=True)}
   assert all(len(v) == 5 for v in results['runs'].values())  # the default seeds
   assert (tmp_path / 'out' / 'props.png').stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_vmapped_seeds_equal_seeds_trained_one_by_one(tmp_path):
+  """Two CartPole PROPS seeds in one vmapped run == each seed run alone (float tolerance:
+  vmapped matmuls may sum in another order)."""
+  spec = 'configs/props/cartpole.py:smoke'
+  together = sweep.run_sweep([sweep.Arm('props', spec, vmap_seeds=True)], [0, 1],
+                             str(tmp_path / 'together'))['props']
+  alone = sweep.run_sweep([sweep.Arm('props', spec, {'num_seeds': 1})], [0, 1],
+                          str(tmp_path / 'alone'))['props']
+  for a, b in zip(together, alone, strict=True):
+    assert a.seed == b.seed and a.metrics.keys() == b.metrics.keys()
+    for key in a.metrics:
+      np.testing.assert_allclose(a.metrics[key], b.metrics[key], rtol=1e-4, atol=1e-5,
+                                 err_msg=f'seed {a.seed}: {key}')
+  assert together[0].metrics != together[1].metrics  # the two seeds differ
