@@ -3,27 +3,21 @@
 analysis turns hand-made runs into the expected verdicts."""
 
 import json
-import shlex
 
 import pytest
 
-from common import experiment, sweep
+from common import sweep
 from common.detection import evaluation
 from papers.atss import experiment as atss_experiment
 from papers.atss import reproduce
-from tests.testutil import run_main
+from tests.testutil import assert_sweep_run_equals_its_command
 
 
 @pytest.mark.slow
 def test_sweep_run_equals_common_main(tmp_path):
   arm = next(a for a in reproduce.arms(quick=True) if a.name == 'iou')  # one with an override
-  run = sweep.run_sweep([arm], [1], str(tmp_path / 'sweep'))['iou'][0]
-  args = [a for a in shlex.split(run.command)[3:] if not a.startswith('--workdir=')]
-  assert '--config.assigner.name=iou' in args and '--config.seed=1' in args
-  proc = run_main(*args, f'--workdir={tmp_path / "main"}', devices=8)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  here, there = experiment.read_result(run.workdir), experiment.read_result(tmp_path / 'main')
-  assert here == there and here['metrics'] == run.metrics
+  run = assert_sweep_run_equals_its_command(arm, 1, tmp_path)
+  assert '--config.assigner.name=iou --config.seed=1' in run.command
   steps, ap = run.history('eval/AP')
   assert steps == [2, 4] and ap[-1] == run.metrics['AP']
   assert {f'pos_per_gt_{b}' for b in atss_experiment.SIZE_BINS} <= set(run.metrics)

@@ -3,15 +3,13 @@ through the sweep == the same command through `python -m common.main` (bit-ident
 the whole quick pipeline for one seed through the sweep."""
 
 import dataclasses
-import json
-import shlex
 
 import numpy as np
 import pytest
 
 from common import sweep
 from papers.edlm import reproduce
-from tests.testutil import run_main
+from tests.testutil import assert_sweep_run_equals_its_command
 
 
 def test_arms_are_the_pipeline_stages():
@@ -30,15 +28,9 @@ def _one_device(arm: sweep.Arm) -> sweep.Arm:
 
 @pytest.mark.slow
 def test_quick_arm_sweep_equals_common_main(tmp_path):
-  arm = _one_device(reproduce.arms(quick=True)[0])
-  run = sweep.run_sweep([arm], [2], str(tmp_path / 'sweep'))[arm.name][0]
-  args = [a for a in shlex.split(run.command)[3:] if not a.startswith('--workdir=')]
-  proc = run_main(*args, f'--workdir={tmp_path / "main"}')
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  ours = json.loads((tmp_path / 'sweep' / arm.name / 'seed_2' / 'result.json').read_text())
-  theirs = json.loads((tmp_path / 'main' / 'result.json').read_text())
-  assert ours['metrics'] == theirs['metrics'] == run.metrics
-  assert np.isfinite(ours['metrics']['nelbo_bits_per_char'])
+  run = assert_sweep_run_equals_its_command(_one_device(reproduce.arms(quick=True)[0]), 2,
+                                            tmp_path)
+  assert np.isfinite(run.metrics['nelbo_bits_per_char'])
 
 
 @pytest.mark.slow

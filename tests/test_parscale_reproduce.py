@@ -2,15 +2,13 @@
 sweep == the same command through `python -m common.main` (bit-identical metrics)."""
 
 import dataclasses
-import json
-import shlex
 
 import numpy as np
 import pytest
 
 from common import sweep
 from papers.parscale import floors, reproduce
-from tests.testutil import run_main
+from tests.testutil import assert_sweep_run_equals_its_command
 
 
 def test_floors_by_hand():
@@ -38,11 +36,5 @@ def test_arms_are_config_overrides_and_recycling_starts_from_p1():
 def test_quick_arm_sweep_equals_common_main(tmp_path):
   arm = next(a for a in reproduce.arms(quick=True) if a.name == 'd8_P2')
   arm = dataclasses.replace(arm, overrides={**arm.overrides, 'num_devices': 1})
-  run = sweep.run_sweep([arm], [1], str(tmp_path / 'sweep'))[arm.name][0]
-  args = [a for a in shlex.split(run.command)[3:] if not a.startswith('--workdir=')]
-  proc = run_main(*args, f'--workdir={tmp_path / "main"}')
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  ours = json.loads((tmp_path / 'sweep' / 'd8_P2' / 'seed_1' / 'result.json').read_text())
-  theirs = json.loads((tmp_path / 'main' / 'result.json').read_text())
-  assert ours['metrics'] == theirs['metrics'] == run.metrics
-  assert np.isfinite(ours['metrics']['loss'])
+  run = assert_sweep_run_equals_its_command(arm, 1, tmp_path)
+  assert np.isfinite(run.metrics['loss'])

@@ -3,26 +3,20 @@ by `python -m common.main` (bit-identical result.json), and the analysis turns h
 into the expected verdicts."""
 
 import json
-import shlex
 
 import pytest
 
-from common import experiment, sweep
+from common import sweep
 from common.detection import evaluation
 from papers.sampling_free import reproduce
-from tests.testutil import run_main
+from tests.testutil import assert_sweep_run_equals_its_command
 
 
 @pytest.mark.slow
 def test_sweep_run_equals_common_main(tmp_path):
   arm = next(a for a in reproduce.arms(quick=True) if a.name == 'sampling_free')
-  run = sweep.run_sweep([arm], [0], str(tmp_path / 'sweep'))['sampling_free'][0]
-  args = [a for a in shlex.split(run.command)[3:] if not a.startswith('--workdir=')]
-  assert '--config.arm=sampling_free' in args
-  proc = run_main(*args, f'--workdir={tmp_path / "main"}', devices=8)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  here, there = experiment.read_result(run.workdir), experiment.read_result(tmp_path / 'main')
-  assert here == there and here['metrics'] == run.metrics
+  run = assert_sweep_run_equals_its_command(arm, 0, tmp_path)
+  assert '--config.arm=sampling_free' in run.command
   steps, ap = run.history('eval/AP')
   assert steps == [2, 4] and ap[-1] == run.metrics['AP'] and 'AP_thr005' in run.metrics
 

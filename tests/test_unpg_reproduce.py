@@ -2,15 +2,14 @@
 the experiment's verification evaluator every `train.eval_every` steps; the floors."""
 
 import json
-import shlex
 
 import numpy as np
 import pytest
 
-from common import sweep, verification
+from common import verification
 from configs.unpg import omniglot as cfgmod
 from papers.unpg import omniglot, reproduce
-from tests.testutil import run_main
+from tests.testutil import assert_sweep_run_equals_its_command
 
 
 def smoke(arg='arcface,unpg', **train):
@@ -60,13 +59,5 @@ def test_floors_use_the_same_pairs_and_the_seed_initialisation():
 @pytest.mark.slow
 def test_sweep_run_equals_common_main(tmp_path):
   arm = next(a for a in reproduce.arms(quick=True) if a.name == 'arcface_unpg')
-  runs = sweep.run_sweep([arm], [1], str(tmp_path / 'sweep'), desc='test')
-  run = runs['arcface_unpg'][0]
-  args = shlex.split(run.command)[3:]  # after 'python -m common.main'
-  args = [a for a in args if not a.startswith('--workdir=')] + [f'--workdir={tmp_path}/main']
-  proc = run_main(*args, devices=8)  # the in-process sweep sees this session's 8 devices
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  ours = json.loads((tmp_path / 'sweep' / 'arcface_unpg' / 'seed_1' / 'result.json').read_text())
-  theirs = json.loads((tmp_path / 'main' / 'result.json').read_text())
-  assert ours['metrics'] == theirs['metrics']
+  run = assert_sweep_run_equals_its_command(arm, 1, tmp_path)
   assert len(run.history('eval/tar@far=0.001')[0]) == 3  # the quick arm evaluates every step

@@ -44,3 +44,19 @@ def latest_state(workdir: str | os.PathLike):
   state = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
       restore_args=as_numpy))
   return state, step
+
+
+def assert_sweep_run_equals_its_command(arm, seed: int, tmp_path):
+  """Runs `arm` for `seed` through `common.sweep.run_sweep` in this process, then its recorded
+  command through `python -m common.main` (seeing as many devices as this process) in another
+  workdir; asserts the two `result.json` are identical and returns the sweep's Run."""
+  import shlex
+
+  from common import experiment, sweep
+  run = sweep.run_sweep([arm], [seed], str(tmp_path / 'sweep'))[arm.name][0]
+  args = [a for a in shlex.split(run.command)[3:] if not a.startswith('--workdir=')]
+  proc = run_main(*args, f'--workdir={tmp_path / "main"}', devices=jax.device_count())
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  here, there = experiment.read_result(run.workdir), experiment.read_result(tmp_path / 'main')
+  assert here == there and here['metrics'] == run.metrics
+  return run
