@@ -1,5 +1,6 @@
 """The PROPS reproduction through the shared sweep: one quick arm in-process equals its
-`common.main` command bit for bit, and the whole quick reproduction writes judged claims."""
+`common.main` command bit for bit, the whole quick reproduction writes judged claims and reruns
+to the same numbers, and vmapped seeds equal seeds trained one by one."""
 
 import json
 import os
@@ -34,21 +35,35 @@ def test_quick_arm_in_process_equals_common_main(tmp_path):
                                   'final_sampling_error'}
 
 
-@pytest.mark.slow
-def test_reproduce_quick_writes_judged_claims(tmp_path):
+def _reproduce_quick(tmp_path, name: str) -> dict:
   env = {**os.environ, 'XLA_FLAGS': xla_flags(1)}
   proc = subprocess.run([sys.executable, '-m', 'papers.props.reproduce', '--quick',
-                         f'--workdir={tmp_path / "runs"}', f'--out={tmp_path / "out"}'],
+                         f'--workdir={tmp_path / name}', f'--out={tmp_path / name / "out"}'],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  return json.loads((tmp_path / name / 'out' / 'results.json').read_text())
+
+
+def _numbers(results: dict) -> tuple:
+  """What a rerun must reproduce exactly: every claim's per-seed values and interval, every
+  run's final metrics (not wall-clock times)."""
+  return ([(c.get('per_seed'), c.get('ci95'), c.get('values')) for c in results['claims']],
+          {arm: [r['metrics'] for r in rs] for arm, rs in results['runs'].items()})
+
+
+@pytest.mark.slow
+def test_reproduce_quick_writes_judged_claims_and_reruns_identically(tmp_path):
+  """Two quick reproductions (gymnax CartPole and the MuJoCo host loop) in fresh workdirs give
+  the same numbers, bit for bit."""
+  results = _reproduce_quick(tmp_path, 'first')
+  assert _numbers(_reproduce_quick(tmp_path, 'second')) == _numbers(results)
   assert len(results['claims']) == 9
   assert {c['verdict'] for c in results['claims']} <= set(stats.VERDICTS)
   auc = [c for c in results['claims'] if 'return-curve area' in c['claim']]
   assert all(c['floor'] is not None and c['converged'] for c in auc)
   assert set(results['runs']) == {a.name for a in reproduce.arms(quick=True)}
   assert all(len(v) == 5 for v in results['runs'].values())  # the default seeds
-  assert (tmp_path / 'out' / 'props.png').stat().st_size > 10_000
+  assert (tmp_path / 'first' / 'out' / 'props.png').stat().st_size > 10_000
 
 
 @pytest.mark.slow
