@@ -38,13 +38,6 @@ def test_prior_bias_threshold():
   assert sfp.adaptive_threshold(0.01, 80) == pytest.approx(0.81)
 
 
-def test_cached_prior(tmp_path):
-  calls = []
-  f = lambda: calls.append(1) or 0.02  # noqa: E731
-  assert sfp.cached_prior('mnist64/a9', f, tmp_path) == 0.02
-  assert sfp.cached_prior('mnist64/a9', f, tmp_path) == 0.02 and len(calls) == 1
-
-
 def test_guided_loss_scaling_value_and_gradient():
   logits = jnp.array([[-2.0, 1.0], [0.5, -3.0]])
   targets = jnp.array([[0.0, 1.0], [1.0, 0.0]])

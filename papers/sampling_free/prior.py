@@ -6,9 +6,7 @@ so that at step 0 every class probability equals the prior.
 
 from __future__ import annotations
 
-import json
 import math
-import pathlib
 from collections.abc import Iterable
 
 import jax
@@ -46,17 +44,6 @@ def optimal_prior(counts_iterable: Iterable[tuple[int, int]], num_classes: int) 
 def bias_from_prior(prior: float) -> float:
   """b = -log((1 - prior) / prior), i.e. sigmoid(b) = prior."""
   return -math.log((1.0 - prior) / prior)
-
-
-def cached_prior(key: str, compute, cache_dir: str | pathlib.Path) -> float:
-  """The prior for a dataset + anchor setting, computed once and stored as json under key."""
-  path = pathlib.Path(cache_dir) / 'priors.json'
-  table = json.loads(path.read_text()) if path.exists() else {}
-  if key not in table:
-    table[key] = float(compute())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=1))
-  return table[key]
 
 
 def adaptive_threshold(prior: float, num_classes: int) -> float:
