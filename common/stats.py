@@ -170,21 +170,29 @@ def compare(text: str, paper: str, per_seed: Mapping[str, Sequence[float]], a: s
   return claim
 
 
+def _paired(text: str, paper: str, kind: str, per_seed: Mapping[str, Sequence[float]], a: str,
+            b: str, metric: str, floor: Floor | None, converged: Mapping[str, dict] | None,
+            **extra: Any) -> tuple[np.ndarray, int, list[str], dict[str, Any]]:
+  """(a - b per seed, n, not-tested reasons, the claim's common fields) of a paired claim."""
+  va, vb = (np.asarray(per_seed[k], np.float64) for k in (a, b))
+  floor_out = floor.check({a: va, b: vb}) if floor is not None else None
+  reasons = _not_tested([], len(va), floor_out, converged)
+  claim = {'claim': text, 'paper': paper, 'kind': kind, 'metric': metric, 'a': a, 'b': b,
+           **extra, 'n': len(va),
+           'per_seed': {k: [float(x) for x in v] for k, v in per_seed.items()},
+           'floor': floor_out, 'converged': dict(converged) if converged else None}
+  return va - vb, len(va), reasons, claim
+
+
 def equivalent(text: str, paper: str, per_seed: Mapping[str, Sequence[float]], a: str, b: str,
                margin: float, *, metric: str, fmt: str = '.4g', floor: Floor | None = None,
                converged: Mapping[str, dict] | None = None) -> dict[str, Any]:
   """An equivalence claim |a - b| < margin by two one-sided paired t tests at 5% each (the 90%
   interval inside (-margin, margin)); contradicted when the 95% interval lies outside it."""
-  va, vb = (np.asarray(per_seed[k], np.float64) for k in (a, b))
-  n = len(va)
-  floor_out = floor.check({a: va, b: vb}) if floor is not None else None
-  reasons = _not_tested([], n, floor_out, converged)
-  claim: dict[str, Any] = {
-      'claim': text, 'paper': paper, 'kind': 'equivalence', 'metric': metric, 'a': a, 'b': b,
-      'margin': margin, 'n': n, 'per_seed': {k: [float(x) for x in v] for k, v in per_seed.items()},
-      'floor': floor_out, 'converged': dict(converged) if converged else None}
+  diff, n, reasons, claim = _paired(text, paper, 'equivalence', per_seed, a, b, metric, floor,
+                                    converged, margin=margin)
   if n >= 2:
-    ci90, ci95 = t_interval(va - vb, 0.90), t_interval(va - vb, 0.95)
+    ci90, ci95 = t_interval(diff, 0.90), t_interval(diff, 0.95)
     claim.update(ci90=[ci90.lo, ci90.hi], ci95=[ci95.lo, ci95.hi], mean_diff=ci95.mean)
   if reasons:
     verdict = 'not tested'
@@ -194,7 +202,7 @@ def equivalent(text: str, paper: str, per_seed: Mapping[str, Sequence[float]], a
     verdict = 'contradicted'
   else:
     verdict = 'inconclusive'
-  ours = f'a - b {_fmt(float((va - vb).mean()), fmt)}'
+  ours = f'a - b {_fmt(float(diff.mean()), fmt)}'
   if n >= 2:
     ours += f', 90% CI [{_fmt(ci90.lo, fmt)}, {_fmt(ci90.hi, fmt)}]'
   ours += f' vs margin +-{_fmt(margin, fmt)} ({n} seeds)'
@@ -212,18 +220,10 @@ def noninferior(text: str, paper: str, per_seed: Mapping[str, Sequence[float]], 
   one-sided paired t test at 5% (the 90% interval's worse end beyond -margin); contradicted
   when the whole 95% interval is worse than -margin."""
   sign = 1.0 if higher_is_better else -1.0
-  va, vb = (np.asarray(per_seed[k], np.float64) for k in (a, b))
-  n = len(va)
-  floor_out = floor.check({a: va, b: vb}) if floor is not None else None
-  reasons = _not_tested([], n, floor_out, converged)
-  d = sign * (va - vb)  # > 0: a better
-  claim: dict[str, Any] = {
-      'claim': text, 'paper': paper, 'kind': 'noninferiority', 'metric': metric, 'a': a, 'b': b,
-      'margin': margin, 'higher_is_better': higher_is_better, 'n': n,
-      'per_seed': {k: [float(x) for x in v] for k, v in per_seed.items()},
-      'floor': floor_out, 'converged': dict(converged) if converged else None}
+  diff, n, reasons, claim = _paired(text, paper, 'noninferiority', per_seed, a, b, metric, floor,
+                                    converged, margin=margin, higher_is_better=higher_is_better)
   if n >= 2:
-    ci90, ci95 = t_interval(va - vb, 0.90), t_interval(va - vb, 0.95)
+    ci90, ci95 = t_interval(diff, 0.90), t_interval(diff, 0.95)
     claim.update(ci90=[ci90.lo, ci90.hi], ci95=[ci95.lo, ci95.hi], mean_diff=ci95.mean)
     worse90 = min(sign * ci90.lo, sign * ci90.hi)
     better95 = max(sign * ci95.lo, sign * ci95.hi)
@@ -235,8 +235,8 @@ def noninferior(text: str, paper: str, per_seed: Mapping[str, Sequence[float]], 
     verdict = 'contradicted'
   else:
     verdict = 'inconclusive'
-  ours = (f'{_fmt(va.mean(), fmt)} vs {_fmt(vb.mean(), fmt)} '
-          f'(a - b {_fmt(float(d.mean() * sign), fmt)}'
+  ma, mb = (float(np.mean(claim['per_seed'][k])) for k in (a, b))
+  ours = (f'{_fmt(ma, fmt)} vs {_fmt(mb, fmt)} (a - b {_fmt(float(diff.mean()), fmt)}'
           + (f', 90% CI [{_fmt(ci90.lo, fmt)}, {_fmt(ci90.hi, fmt)}]' if n >= 2 else '')
           + f'; margin {_fmt(margin, fmt)}, {n} seeds)')
   if reasons:
