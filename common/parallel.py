@@ -91,11 +91,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Rows split over every mesh axis: 'data', or ('data', 'fsdp') on an FSDP mesh."""
-  if FSDP_AXIS in mesh.axis_names:
-    return NamedSharding(mesh, P((DATA_AXIS, FSDP_AXIS)))
-  return NamedSharding(mesh, P(DATA_AXIS))
+def batch_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
+  """Rows split over every mesh axis: 'data', or ('data', 'fsdp') on an FSDP mesh; after
+  `leading` unsplit axes (1 for a block of stacked batches)."""
+  rows = (DATA_AXIS, FSDP_AXIS) if FSDP_AXIS in mesh.axis_names else DATA_AXIS
+  return NamedSharding(mesh, P(*(None,) * leading, rows))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
@@ -110,8 +110,9 @@ def process_rows(global_batch_size: int) -> slice:
   return slice(start, start + per_process)
 
 
-def shard_batch(local_batch: Any, mesh: Mesh) -> Any:
-  """Turns this process's rows of a global batch into global arrays sharded along `data`."""
-  sharding = batch_sharding(mesh)
+def shard_batch(local_batch: Any, mesh: Mesh, leading: int = 0) -> Any:
+  """Turns this process's rows of a global batch into global arrays sharded along `data`
+  (rows on axis `leading`: 1 for a block of batches stacked on axis 0)."""
+  sharding = batch_sharding(mesh, leading)
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)

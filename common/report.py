@@ -20,6 +20,7 @@ from common.stats import VERDICTS
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 BENCH_BEGIN, BENCH_END = '<!-- bench:begin -->', '<!-- bench:end -->'
+SEEDS_BEGIN, SEEDS_END = '<!-- seeds:begin -->', '<!-- seeds:end -->'
 HEAD_BEGIN, HEAD_END = '<!-- headline:begin -->', '<!-- headline:end -->'
 
 
@@ -193,6 +194,28 @@ def flags_table(after: dict, before: dict) -> str:
       ('entry', 'step ms, XLA defaults', 'step ms, with the flags', 'speed-up'), rows)
 
 
+SEED_WAYS = ('one after another', 'side by side', 'vmapped', 'k steps per dispatch')
+
+
+def seeds_table(result: dict) -> str:
+  """`benchmarks/seeds.json`: seeds per minute of each paper's first full arm, per way."""
+
+  def cell(row: dict, way: str) -> str:
+    if way not in row:
+      return ''
+    m = row[way]
+    k = f', k={row["block"]}' if way == SEED_WAYS[3] else ''
+    load = 'n/a' if m.get('load_before') is None else f'{m["load_before"]:.1f}'
+    return f'{m["seeds_per_min"]:.2f} ({m["wall_s"]:.0f} s, load {load}{k})'
+
+  rows = [(r['paper'], r['arm'], r['seeds'], *(cell(r, w) for w in SEED_WAYS), r['best'])
+          for r in result['rows']]
+  commands = ' then '.join(f'`{c}`' for c in result['commands'])
+  return (f'Measured by {commands} on {result["date"]} ({result["machine"]}).\n\n'
+          + markdown_table(('paper', 'arm', 'seeds', *(f'{w}: seeds/min' for w in SEED_WAYS),
+                            'fastest'), rows))
+
+
 def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
   """Every generated file's new text, keyed by path."""
   out, all_results = {}, {}
@@ -218,6 +241,10 @@ def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
     if before.exists():
       table += flags_table(json.loads(bench.read_text()), json.loads(before.read_text()))
     text = replace_block(text, table, str(workspace), BENCH_BEGIN, BENCH_END)
+  seeds = root / 'benchmarks' / 'seeds.json'
+  if seeds.exists():
+    text = replace_block(text, seeds_table(json.loads(seeds.read_text())), str(workspace),
+                         SEEDS_BEGIN, SEEDS_END)
   out[workspace] = text
   return out
 

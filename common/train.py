@@ -13,6 +13,8 @@ Paper-scale options (all off by default): a mesh with an 'fsdp' axis (`parallel.
 with `config.mesh.fsdp > 1`) shards parameters and optimizer state, and
 `config.train.compute_dtype = 'bfloat16'` runs the loss in bfloat16 on float32 master weights,
 and `config.train.grad_accum_steps = k` splits each batch into k micro-batches.
+`config.train.steps_per_dispatch = k` runs k steps per jitted call (a `lax.scan` over k stacked
+batches): one dispatch and one host round trip per k steps, for steps too short to hide them.
 """
 
 from __future__ import annotations
@@ -166,6 +168,30 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
   return train_step
 
 
+def scan_steps(train_step: Callable) -> Callable:
+  """`train_step` over a block of batches stacked on axis 0, as one program (`lax.scan`);
+  returns the new state and the metrics of the block's last step."""
+
+  def block(state: TrainState, batches: Batch):
+    state, metrics = jax.lax.scan(train_step, state, batches)
+    return state, jax.tree.map(lambda m: m[-1], metrics)
+
+  return block
+
+
+def steps_per_dispatch(cfg: ml_collections.ConfigDict) -> int:
+  """`train.steps_per_dispatch`, checked: every logged, evaluated or saved step ends a block."""
+  k = cfg.get('steps_per_dispatch', 1)
+  if k < 1:
+    raise ConfigError(f'config.train.steps_per_dispatch={k}: set it to 1 or more')
+  for name in ('log_every', 'eval_every', 'checkpoint_every'):
+    if k > 1 and cfg.get(name, 0) % k:
+      raise ConfigError(f'config.train.{name}={cfg.get(name)} is not a multiple of '
+                        f'train.steps_per_dispatch={k}: make it one, or lower '
+                        'steps_per_dispatch')
+  return k
+
+
 def init_state(params: Any, tx: optax.GradientTransformation, seed: int) -> TrainState:
   # `tx.init` as one program: eagerly it compiles one broadcast per parameter shape
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -253,6 +279,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
     raise ConfigError(f'config.train.batch_size={cfg.batch_size} does not split into '
                       f'grad_accum_steps={accum} micro-batches over {mesh.size} devices: make '
                       f'it a multiple of {accum * mesh.size}')
+  block = steps_per_dispatch(cfg)
   # --- state -----------------------------------------------------------------------------
   tx = tx or make_optimizer(config.optim, cfg.steps)
   if parallel.fsdp_size(mesh) > 1:  # parameters and optimizer state sharded over 'fsdp'
@@ -266,6 +293,8 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
     state = parallel.replicate(init_state(params, tx, config.seed), mesh)
   # --- step --------------------------------------------------------------------------------
   step_fn = make_train_step(loss_fn, tx, compute_dtype, accum)
+  if block > 1:
+    step_fn = scan_steps(step_fn)
   if shardings is None:
     train_step = jax.jit(step_fn, donate_argnums=0)
   else:
@@ -299,10 +328,18 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
   examples = cfg.batch_size  # global batch
   timed_from, timed_step = time.perf_counter(), start
   with Preemption() as preemption:
-    for step in range(start, cfg.steps):
+    step = start
+    while step < cfg.steps:
       watchdog.beat('train' if step > start else 'compile and first train step', step)
-      state, metrics = train_step(state, parallel.shard_batch(train_batch(step), mesh))
-      done = step + 1
+      n = min(block - step % block, cfg.steps - step)  # blocks end at multiples of it
+      if block == 1:
+        batch = parallel.shard_batch(train_batch(step), mesh)
+      else:
+        batch = parallel.shard_batch(
+            jax.tree.map(lambda *b: np.stack(b), *map(train_batch, range(step, step + n))),
+            mesh, leading=1)
+      state, metrics = train_step(state, batch)
+      done = step + n
       if done % cfg.log_every == 0 or done == cfg.steps:  # the logged step's own values
         logged = {k: float(v) for k, v in jax.device_get(metrics).items()}
         now = time.perf_counter()  # throughput since the last log (the first includes compile)
@@ -315,12 +352,12 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
           raise NonFiniteError(f'step {done}: train/{bad} is {logged[bad]}; stopped, the last '
                                'good checkpoint is kept (lower optim.lr or check the data)')
         writer.write_scalars(done, {f'train/{k}': v for k, v in logged.items()}
-                             | {'train/lr': float(lr_at(step))} | perf)
+                             | {'train/lr': float(lr_at(done - 1))} | perf)
         rate = perf['perf/examples_per_s']
         progress.set_postfix(loss=f'{logged["loss"]:.4f}', ex_per_s=f'{rate:.0f}', refresh=False)
-      elif done % SYNC_EVERY == 0:
+      elif done % SYNC_EVERY < n:
         jax.block_until_ready(state)
-      progress.update(1)
+      progress.update(n)
       if evaluates and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
         eval_metrics = run_eval(done)
       stop = preemption.reached(done)
@@ -329,6 +366,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.M
         ckpt.save(done, state)
       if stop:
         break
+      step = done
   progress.close()
   if evaluates and not preemption.requested:
     eval_metrics = run_eval(int(state.step))

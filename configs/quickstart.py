@@ -17,7 +17,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data = dict(data_dir='', seq_len=64)
   c.model = dict(num_layers=2, d_model=64, num_heads=4, num_kv_heads=4, mlp_dim=256)
   c.train = dict(steps=600, batch_size=32, log_every=50, eval_every=200, eval_batches=8,
-                 checkpoint_every=200, keep_checkpoints=2)
+                 checkpoint_every=200, keep_checkpoints=2, steps_per_dispatch=1)
   c.optim = dict(name='adamw', lr=3e-3, schedule='cosine', warmup_steps=50, weight_decay=0.01,
                  grad_clip=1.0, final_lr_fraction=0.1)
   if arg == 'smoke':

@@ -77,3 +77,25 @@ def test_interleaved_medians_time_every_contender_in_turns():
   assert turns == ['a', 'b', 'a', 'b']  # a turn each per round, `before` ahead of each
   # round 1: 2 warm-up + 2 timed calls each; round 2: 1 warm-up + 2 timed
   assert calls == ['a'] * 4 + ['b'] * 4 + ['a'] * 3 + ['b'] * 3
+
+
+def test_seeds_benchmark_picks_the_largest_block_the_arm_allows():
+  from benchmarks import seeds
+  from common import sweep
+  # char LM: log 50, eval 100, checkpoint 400 -> 10 steps per dispatch; REDI's preference
+  # stage logs every 5 -> 5; an arm without `train.steps_per_dispatch` -> 1
+  assert seeds._block(sweep.Arm('p', 'configs/parscale/char_lm.py'), 10) == 10
+  assert seeds._block(sweep.Arm('r', 'configs/redi/arith.py:redi'), 10) == 5
+  assert seeds._block(sweep.Arm('r', 'configs/redi/arith.py:redi'), 3) == 1
+  assert seeds._block(sweep.Arm('b', 'configs/props/bandit.py'), 10) == 1
+
+
+def test_seeds_table_shows_every_measured_way():
+  from common import report
+  row = {'paper': 'x', 'arm': 'a', 'seeds': 2, 'best': 'k steps per dispatch', 'block': 5,
+         'one after another': {'wall_s': 60.0, 'seeds_per_min': 2.0, 'load_before': 0.5},
+         'side by side': {'wall_s': 40.0, 'seeds_per_min': 3.0, 'load_before': None},
+         'k steps per dispatch': {'wall_s': 30.0, 'seeds_per_min': 4.0, 'load_before': 1.0}}
+  text = report.seeds_table({'commands': ['c'], 'date': 'd', 'machine': 'm', 'rows': [row]})
+  assert '| x | a | 2 | 2.00 (60 s, load 0.5) | 3.00 (40 s, load n/a) |  | 4.00 (30 s, load 1.0, ' \
+         'k=5) | k steps per dispatch |' in text

@@ -1,6 +1,7 @@
 """The shared trainer: data parallel == single device, exact resume, checkpoint integrity."""
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ import pytest
 
 from common import lm, parallel, train
 from common.checkpoint import Checkpointer
+from common.config import ConfigError
 from common.metrics import read_metrics
 from common.quickstart import load_config
 from tests.testutil import ROOT, latest_state, run_main
@@ -35,6 +37,36 @@ def test_eight_devices_match_one(tmp_path):
   losses = {n: [r['train/loss'] for r in read_metrics(tmp_path / str(n)) if 'train/loss' in r]
             for n in (1, 8)}
   chex_close(losses[1], losses[8])
+
+
+def test_steps_per_dispatch_equals_one_step_per_dispatch(tmp_path):
+  """k steps per jitted call (a scan over stacked batches, a remainder block at the end) train,
+  log, evaluate and resume as one step per call does."""
+  runs = {}
+  for k in (1, 4):
+    config = smoke_config(steps=10, log_every=4, eval_every=4, checkpoint_every=4,
+                          steps_per_dispatch=k, keep_checkpoints=5)
+    runs[k] = lm.train_and_evaluate(config, str(tmp_path / str(k)))
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # noqa: E731
+  jax.tree.map(close, jax.device_get(runs[1].state.params), jax.device_get(runs[4].state.params))
+  logged = {k: [(r['step'], r.get('train/loss'), r.get('train/lr'), r.get('eval/loss'))
+                for r in read_metrics(tmp_path / str(k)) if 'step' in r] for k in (1, 4)}
+  assert [r[0] for r in logged[4]] == [r[0] for r in logged[1]]
+  for one, four in zip(logged[1], logged[4], strict=True):
+    close(np.array(one[1:], float), np.array(four[1:], float))
+  # resume mid-run from the step-4 checkpoint: the same final parameters
+  config = smoke_config(steps=10, log_every=4, eval_every=4, checkpoint_every=4,
+                        steps_per_dispatch=4, keep_checkpoints=5)
+  for step in ('8', '10'):
+    shutil.rmtree(tmp_path / '4' / 'checkpoints' / step)
+  resumed = lm.train_and_evaluate(config, str(tmp_path / '4'))
+  jax.tree.map(close, jax.device_get(runs[4].state.params), jax.device_get(resumed.state.params))
+
+
+def test_steps_per_dispatch_must_divide_the_logged_steps(tmp_path):
+  config = smoke_config(steps=10, log_every=3, steps_per_dispatch=4)
+  with pytest.raises(ConfigError, match='log_every=3 is not a multiple of'):
+    lm.train_and_evaluate(config, str(tmp_path))
 
 
 def _quickstart_args(workdir, steps=12):

@@ -35,7 +35,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                     freeze_backbone=False)
   # eval: the first eval_batches x batch_size validation windows (1024 x 32 characters)
   c.train = dict(steps=400, batch_size=32, log_every=50, eval_every=100, eval_batches=32,
-                 checkpoint_every=400, keep_checkpoints=1)
+                 checkpoint_every=400, keep_checkpoints=1, steps_per_dispatch=1)
   c.optim = dict(name='adamw', lr=1e-2, schedule='cosine', warmup_steps=50, weight_decay=0.0,
                  grad_clip=1.0, final_lr_fraction=0.1)
   if arg == 'smoke':

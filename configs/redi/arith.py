@@ -46,12 +46,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                       simpo_gamma=1.0)
   if stage2:  # a fresh optimizer, warmup then linear decay to 0
     c.train = dict(steps=60, batch_size=32, eval_every=30, log_every=5, checkpoint_every=30,
-                   keep_checkpoints=2)
+                   keep_checkpoints=2, steps_per_dispatch=1)
     c.optim = dict(name='adamw', lr=1e-4, schedule='linear', warmup_steps=6, weight_decay=0.0,
                    grad_clip=1.0, final_lr_fraction=0.0)
   else:
     c.train = dict(steps=2000, batch_size=64, eval_every=250, log_every=50,
-                   checkpoint_every=500, keep_checkpoints=2)
+                   checkpoint_every=500, keep_checkpoints=2, steps_per_dispatch=1)
     c.optim = dict(name='adamw', lr=3e-3, schedule='cosine', warmup_steps=100,
                    weight_decay=0.01, grad_clip=1.0, final_lr_fraction=0.1)
   # one batch of the 160 test + 64 validation problems; num_samples > 0 adds pass@1 sampled at
