@@ -13,7 +13,9 @@ killed reproduction rerun with the same `--workdir` finishes with the same numbe
 Seeds run together where that is cheaper: `Arm(vmap_seeds=True)` trains the seeds as one run
 with `config.seed = seeds[0]`, `config.num_seeds = len(seeds)` (the experiment vmaps them and
 returns `{'per_seed': [metrics of seed 0, ...]}`); `jobs > 1` runs that many runs at once as
-`common.main` processes.
+`common.main` processes. The reproduce command line's default (`--jobs=0`) picks the fastest
+way `benchmarks/seeds.py` measured: on a CPU, one process per core (at most `MAX_AUTO_JOBS`)
+unless the arms vmap their seeds; elsewhere one run at a time.
 
 A paper's `reproduce.py` calls `main(...)` with its arms, seeds and an `analyse` function that
 turns the runs into claims (via `common.stats`), tables and plots.
@@ -149,9 +151,24 @@ def _split(job: _Job, metrics: dict, cmd: str) -> list[Run]:
           for s, m in zip(job.seeds, per_seed, strict=True)]
 
 
+MAX_AUTO_JOBS = 4
+
+
+def auto_jobs(arms: Sequence[Arm], quick: bool) -> int:
+  """Runs at once when `--jobs=0`: one process per CPU core (two single-seed processes on two
+  cores finished 1.1-1.4x sooner than one after another, `benchmarks/seeds.json`); one where
+  seeds are vmapped (one program already fills the cores), for the seconds-long quick runs (a
+  process start costs more than it saves), or on an accelerator (one device)."""
+  import jax
+  if quick or jax.default_backend() != 'cpu' or any(a.vmap_seeds for a in arms):
+    return 1
+  return max(1, min(os.cpu_count() or 1, MAX_AUTO_JOBS))
+
+
 def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int = 1,
-              desc: str = 'sweep') -> dict[str, list[Run]]:
-  """Runs every arm x seed (finished runs skipped); returns {arm: [Run per seed, seed order]}."""
+              desc: str = 'sweep', watchdog_s: float = 1800) -> dict[str, list[Run]]:
+  """Runs every arm x seed (finished runs skipped); returns {arm: [Run per seed, seed order]}.
+  With `jobs > 1` each run is a `common.main` process with its own `--watchdog_s`."""
   names = [a.name for a in arms]
   if len(set(names)) != len(names):
     raise ValueError(f'arm names repeat: {names}')
@@ -188,7 +205,8 @@ def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int
       finish(job, experiment.train_and_evaluate(config, job.workdir), cmd, 'finished')
     else:
       os.makedirs(job.workdir, exist_ok=True)
-      pending[pool.submit(_subprocess, args, job.workdir)] = (job, cmd)
+      pending[pool.submit(_subprocess, [*args, f'--watchdog_s={watchdog_s:g}'],
+                          job.workdir)] = (job, cmd)
   _drain(pending, finish)
   bar.close()
   for runs in out.values():
@@ -196,9 +214,20 @@ def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int
   return out
 
 
+# A run process gets SIGTERM (saves a checkpoint, exits) when the sweep process dies, even by
+# kill -9, so a rerun never races an orphan for the same workdir (Linux: PR_SET_PDEATHSIG, kept
+# across exec; elsewhere plain `python -m common.main`).
+_WITH_PARENT = ('import ctypes, os, signal, sys\n'
+                'ctypes.CDLL(None).prctl(1, signal.SIGTERM)\n'
+                'if os.getppid() != int(sys.argv[1]): sys.exit(1)  # the sweep died already\n'
+                'os.execv(sys.executable, [sys.executable, "-m", "common.main", *sys.argv[2:]])')
+
+
 def _subprocess(args: list[str], workdir: str) -> dict:
+  launch = (['-c', _WITH_PARENT, str(os.getpid())] if sys.platform == 'linux'
+            else ['-m', 'common.main'])
   with open(os.path.join(workdir, 'log.txt'), 'a') as log:
-    code = subprocess.run([sys.executable, '-m', 'common.main', *args], cwd=ROOT, stdout=log,
+    code = subprocess.run([sys.executable, *launch, *args], cwd=ROOT, stdout=log,
                           stderr=subprocess.STDOUT).returncode
   if code:
     raise RuntimeError(f'run failed (exit {code}); see {workdir}/log.txt')
@@ -206,9 +235,15 @@ def _subprocess(args: list[str], workdir: str) -> dict:
 
 
 def _drain(pending: dict, finish: Callable) -> None:
-  for future in concurrent.futures.as_completed(list(pending)):
-    job, cmd = pending.pop(future)
-    finish(job, future.result(), cmd, 'finished')
+  """Waits for the runs in flight; each process watches its own progress, so waiting on them
+  counts as progress here."""
+  while pending:
+    watchdog.beat('waiting for run processes')
+    done, _ = concurrent.futures.wait(list(pending), timeout=10,
+                                      return_when=concurrent.futures.FIRST_COMPLETED)
+    for future in done:
+      job, cmd = pending.pop(future)
+      finish(job, future.result(), cmd, 'finished')
 
 
 # --- the reproduce command line ---------------------------------------------------------------
@@ -225,7 +260,8 @@ def parse_args(paper: str, default_seeds: Sequence[int], argv: Sequence[str] | N
   p.add_argument('--seeds', default='', help='comma-separated seeds (default '
                  f'{",".join(map(str, default_seeds))})')
   p.add_argument('--arms', default='', help='comma-separated subset of the arms (default all)')
-  p.add_argument('--jobs', type=int, default=1, help='runs at once, as separate processes')
+  p.add_argument('--jobs', type=int, default=0, help='runs at once, as separate processes '
+                 '(0: one per CPU core, or 1 where seeds are vmapped, quick or on an accelerator)')
   p.add_argument('--out', default='', help='folder for results.json and plots (default '
                  f'papers/{paper}; with --quick, the workdir)')
   p.add_argument('--watchdog_s', type=float, default=1800,
@@ -260,7 +296,9 @@ def main(paper: str, title: str, arms: Callable[[bool], Sequence[Arm]],
                        f'{", ".join(a.name for a in chosen)}')
     chosen = [a for a in chosen if a.name in wanted]
   started = time.time()
-  runs = run_sweep(chosen, args.seeds, args.workdir, jobs=args.jobs, desc=paper)
+  jobs = args.jobs or auto_jobs(chosen, args.quick)
+  runs = run_sweep(chosen, args.seeds, args.workdir, jobs=jobs, desc=paper,
+                   watchdog_s=args.watchdog_s)
   args.out.mkdir(parents=True, exist_ok=True)
   analysis = analyse(runs, quick=args.quick, out=args.out)
   wall = time.time() - started

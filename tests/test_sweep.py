@@ -1,6 +1,7 @@
 """The sweep runner: the one run path in-process and as `common.main` processes, finished runs
 skipped, a killed reproduction resumed to the same results, and the watchdog."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -63,7 +64,7 @@ REPRODUCE = textwrap.dedent('''
 def _reproduce(script, workdir, out, stdout=subprocess.PIPE):
   env = {**os.environ, 'XLA_FLAGS': xla_flags(1)}
   return subprocess.Popen([sys.executable, str(script), f'--workdir={workdir}', f'--out={out}',
-                           '--watchdog_s=300'], cwd=ROOT, env=env,
+                           '--watchdog_s=300', '--jobs=2'], cwd=ROOT, env=env,
                           stdout=stdout, stderr=subprocess.STDOUT, text=True)
 
 
@@ -89,12 +90,18 @@ def test_killed_reproduction_resumes_to_the_same_results(tmp_path):
       break
     time.sleep(0.02)
   assert proc.wait(timeout=60) == -signal.SIGKILL, 'the reproduction ended before the kill'
+  # its run processes (two at once) end with it: no orphan remains
+  orphans = lambda: subprocess.run(['pgrep', '-f', str(tmp_path / 'killed')],  # noqa: E731
+                                   capture_output=True).stdout.split()
+  deadline = time.time() + 60
+  while orphans() and time.time() < deadline:
+    time.sleep(0.2)
+  assert not orphans()
   assert not (tmp_path / 'killed_out' / 'results.json').exists()  # written only at the end
   again = _reproduce(script, tmp_path / 'killed', tmp_path / 'killed_out')
   log = again.communicate(timeout=300)[0]
   assert again.returncode == 0, log[-2000:]
-  assert 'lr0.003 seeds [0]: done before, skipped' in log
-  assert 'resumed from step' in log
+  assert 'resumed from step' in (tmp_path / 'killed' / 'lr0.003' / 'seed_1' / 'log.txt').read_text()
   assert _comparable(tmp_path / 'killed_out' / 'results.json') == \
       _comparable(tmp_path / 'whole_out' / 'results.json')
 
@@ -114,3 +121,13 @@ def test_overrides_name_existing_settings():
   assert config.optim.lr == 0.5 and config.is_locked
   with pytest.raises(cfglib.ConfigError, match='override optim.lrr: no such setting'):
     sweep.load_config('configs/quickstart.py:smoke', {'optim.lrr': 0.5})
+
+
+def test_auto_jobs_runs_one_process_per_core_unless_seeds_are_vmapped(monkeypatch):
+  monkeypatch.setattr(os, 'cpu_count', lambda: 2)
+  assert sweep.auto_jobs(ARMS, quick=False) == 2
+  assert sweep.auto_jobs(ARMS, quick=True) == 1
+  vmapped = [dataclasses.replace(ARMS[0], vmap_seeds=True)]
+  assert sweep.auto_jobs(ARMS + vmapped, quick=False) == 1
+  monkeypatch.setattr(os, 'cpu_count', lambda: 64)
+  assert sweep.auto_jobs(ARMS, quick=False) == sweep.MAX_AUTO_JOBS
