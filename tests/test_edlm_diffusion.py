@@ -128,9 +128,26 @@ def test_sample_with_proposal_returns_the_proposed_sequence(fixed_denoiser):
   def propose(key, xt, log_probs):
     return jax.nn.one_hot(target, 5)
 
-  out = diffusion.sample(jax.random.key(6), fixed_denoiser, 2, 6, 4, MASK, propose, window=1.0)
+  out = diffusion.sample(jax.random.key(6), fixed_denoiser, 2, 6, 4, MASK, propose, (0.0, 1.0))
   np.testing.assert_array_equal(out, target)
-  # window 0: the proposal is never used, p_theta's own samples are
-  out0 = diffusion.sample(jax.random.key(6), fixed_denoiser, 2, 6, 4, MASK, propose, window=0.0)
+  # a window no step reaches: the proposal is never used, p_theta's own samples are
+  out0 = diffusion.sample(jax.random.key(6), fixed_denoiser, 2, 6, 4, MASK, propose, (1.5, 2.0))
   plain = diffusion.sample(jax.random.key(6), fixed_denoiser, 2, 6, 4, MASK)
   np.testing.assert_array_equal(out0, plain)
+
+
+@pytest.mark.parametrize('window, in_window', [((0.0, 1.0), 4), ((0.5, 1.0), 3), ((0.4, 0.6), 1),
+                                               ((1.5, 2.0), 0)])
+def test_sample_counts_calls_and_uses_the_time_window(fixed_denoiser, window, in_window):
+  """S = 4 steps start at t = 1, 0.75, 0.500005, 0.25 (final_t = 1e-5): the proposal runs at the
+  steps whose t lies in the window; the denoiser runs at the start, after each step that
+  changed x_t, and once for the final noise removal."""
+
+  def propose(key, xt, log_probs):
+    return jnp.exp(log_probs)
+
+  out, calls = jax.jit(lambda k: diffusion.sample(k, fixed_denoiser, 64, 6, 4, MASK, propose,
+                                                  window, with_calls=True))(jax.random.key(7))
+  assert int(calls[1]) == in_window
+  assert int(calls[0]) == 1 + 3 + 1  # 64 x 6 masks: each of the first 3 steps changes x_t
+  assert (np.asarray(out) < MASK).all()

@@ -153,3 +153,73 @@ def test_edlm_ar_estimator_term_is_the_ar_nll_of_the_masked_symbols():
   # row 1: positions 1 and 3 masked, position 0 is not (no log V)
   expected = [-np.log(0.25) - np.log(0.125) + np.log(4), -np.log(0.3) - np.log(0.2)]
   np.testing.assert_allclose(term, expected, rtol=1e-5)
+
+
+def test_log_partition_bracket_hand_checked():
+  """T_n = log mean exp(-E); T_{n-1} = mean of the leave-one-out T's; high end
+  (2n - 1) T_n - 2(n - 1) T_{n-1} (n = 3: 5 T_3 - 4 T_2)."""
+  neg_e = np.array([[0.0, np.log(2.0), np.log(4.0)], [1.0, 1.0, 1.0]])
+  low, high = energy.log_partition_bracket(jnp.asarray(neg_e))
+  w = np.exp(neg_e[0])
+  t_n = np.log(w.mean())
+  t_loo = np.mean([np.log(np.delete(w, j).mean()) for j in range(3)])
+  np.testing.assert_allclose(low, [t_n, 1.0], rtol=1e-6)
+  np.testing.assert_allclose(high, [5 * t_n - 4 * t_loo, 1.0], rtol=1e-6)
+  assert high[0] > low[0]  # Jensen: T_{n-1} is lower than T_n
+
+
+def test_log_partition_bracket_brackets_log_z():
+  """Draws from mu = uniform over 4 symbols, -E = log-weights, log Z = log mean(w) exactly:
+  E[T_n] <= log Z <= E[high end], both about a/n away (Theorem 1, n = 16)."""
+  w = jnp.log(jnp.array([0.2, 0.5, 1.0, 2.3]))
+  log_z = float(jnp.log(jnp.exp(w).mean()))
+  draws = jax.random.randint(jax.random.key(0), (20000, 16), 0, 4)
+  low, high = energy.log_partition_bracket(w[draws])
+  assert float(low.mean()) < log_z < float(high.mean())
+  np.testing.assert_allclose(float(high.mean()) - log_z, log_z - float(low.mean()), rtol=0.5)
+
+
+def test_energy_network_fuses_per_position_and_starts_from_the_denoiser():
+  """At x0 = xt the initial fusion (the mean of the two embeddings) is embed(xt), so with the
+  denoiser's backbone the pooled features are the denoiser's mean final hidden state."""
+  from common.models.transformer import Transformer
+  vocab, d = 5, 16
+  den = Transformer(vocab, 1, d, 2, None, 32, causal=False)
+  net = energy.EnergyNetwork(vocab_size=vocab, num_layers=1, d_model=d, num_heads=2, mlp_dim=32)
+  x = jax.random.randint(jax.random.key(1), (3, 6), 0, vocab)
+  den_p = den.init(jax.random.key(2), x)
+  p = net.init(jax.random.key(3), x, x)['params']
+  p = p | {'backbone': den_p['params'],  # head: E = sum(pooled) + 100 d (ReLU inactive)
+           'head_hidden': {'kernel': jnp.eye(d), 'bias': jnp.full(d, 100.0)},
+           'head_out': {'kernel': jnp.ones((d, 1))}}
+  e = net.apply({'params': p}, x, x)
+  pooled = den.apply(den_p, x, return_hidden=True).mean(1)
+  np.testing.assert_allclose(e, pooled.sum(-1) + 100.0 * d, rtol=1e-5)
+  # per position: moving one x0 symbol to another position changes the energy
+  x0 = x.at[:, 0].set((x[:, 0] + 1) % vocab)
+  x0_swapped = x0.at[:, 0].set(x0[:, 1]).at[:, 1].set(x0[:, 0])
+  assert not np.allclose(net.apply({'params': p}, x0, x), net.apply({'params': p}, x0_swapped, x))
+
+
+def test_proposal_with_one_candidate_skips_the_energy():
+  vocab = 3
+  log_mu = jnp.log(jnp.full((2, 5, vocab), 0.5).at[..., MASK].set(1e-30))
+
+  def energy_fn(x0, xt, log_mu):
+    raise AssertionError('k = 1 must not evaluate the energy')
+
+  p = energy.make_proposal(energy_fn, 1, vocab)(jax.random.key(0), jnp.full((2, 5), MASK), log_mu)
+  assert p.shape == (2, 5, vocab) and (np.asarray(p).sum(-1) == 1).all()
+
+
+def test_paper_estimator_is_no_bound_for_a_joint_denoiser():
+  """Two symbols with x1 = x2 uniform over V and the exact joint denoiser: -log p(x0 | xt) is
+  log V when both are masked, else 0, so E_t[w(t) P(both masked) log V] = log V / 2 (the
+  schedule's weight and mask rate, eps -> 0), below the true NLL log V."""
+  vocab = 7
+  t = (np.arange(100_000) + 0.5) / 100_000  # midpoint rule on (0, 1)
+  weight = np.asarray(diffusion.loss_weight(jnp.asarray(t), 1e-6))
+  both = np.asarray(diffusion.mask_probability(jnp.asarray(t), 1e-6)) ** 2
+  estimate = float(np.mean(weight * both * np.log(vocab)))
+  np.testing.assert_allclose(estimate, np.log(vocab) / 2, rtol=1e-3)
+  assert estimate < np.log(vocab)

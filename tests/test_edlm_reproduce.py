@@ -40,10 +40,18 @@ def test_quick_pipeline_one_seed(tmp_path):
                                                       'sample.steps': (2,)})
   runs = sweep.run_sweep(arms, [0], str(tmp_path))
   metrics = runs['eval'][0].metrics
-  for method in ('mdlm', 'edlm_ar', 'edlm_nce'):
-    assert metrics[f'gen_ppl/{method}/S2'] == pytest.approx(
-        np.exp(metrics[f'judge_nll/{method}/S2']))
-    assert metrics[f'perf/sample_seconds/{method}/S2'] > 0
-  for key in ('gen_ppl/uniform_text', 'gen_ppl/unigram_text', 'likelihood_bits/mdlm',
-              'likelihood_bits/edlm_ar', 'likelihood_bits/ar_exact'):
+  for name in ('mdlm', 'ar_k4', 'nce_k4', 'ar_k2_speed'):
+    assert metrics[f'gen_ppl/{name}/S2'] == pytest.approx(
+        np.exp(metrics[f'judge_nll/{name}/S2']))
+    assert metrics[f'perf/sample_seconds/{name}/S2'] > 0
+    assert 0 < metrics[f'distinct4/{name}/S2'] <= 1
+  # S = 2: two steps, denoiser at the start, after the first step and at the end
+  assert metrics['forward_passes/mdlm/S2'] == 3
+  assert metrics['forward_passes/ar_k4/S2'] == 3 + 4 * 2  # both steps in the window [0, 1]
+  for name in ('ar_k1', 'ar_k2', 'ar_k8', 'ar_k4_nocarry', 'ar_k4_plusE', 'nce_k4_plusE'):
+    assert np.isfinite(metrics[f'ngram_nll/{name}/S4'])
+  for key in ('judge_nll/uniform_text', 'ngram_nll/unigram_text', 'likelihood_bits/mdlm',
+              'likelihood_bits/edlm_ar', 'likelihood_bits/ar_exact',
+              'likelihood_bits/edlm_nce_low', 'likelihood_bits/edlm_nce_high'):
     assert np.isfinite(metrics[key]) and metrics[key] > 0
+  assert metrics['likelihood_bits/edlm_nce_low'] <= metrics['likelihood_bits/edlm_nce_high']

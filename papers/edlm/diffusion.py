@@ -108,35 +108,47 @@ def sample_x0(key: Array, log_probs: Array, k: int) -> Array:
   return draws.astype(jnp.int32)
 
 
+def in_window(t: Array, window) -> Array:
+  """Whether time t lies in the importance-sampling window [window[0], window[1]] (the released
+  code's `is_end` <= t <= `is_start`)."""
+  return (t >= window[0]) & (t <= window[1])
+
+
 def sample(key: Array, denoise: Callable[[Array], Array], batch: int, length: int,
            steps: int | Array, mask_id: int, propose: Callable | None = None,
-           window: float | Array = 0.0, final_t: float = 1e-5) -> Array:
+           window: tuple[float, float] | Array = (0.0, 1.0), final_t: float = 1e-5,
+           with_calls: bool = False) -> Array | tuple[Array, Array]:
   """Ancestral (ddpm_cache) sampling from all-[MASK] with S = `steps` steps (may be traced).
 
   denoise(xt) -> log p_theta(x0 | xt) [B, L, V] (SUBS log-probs). Step i goes from
-  t = ts[i] to s = ts[i+1] on ts = linspace(1, final_t, S + 1). Outside the importance-
-  sampling window p_x0 is exp(log p_theta), cached while x_t does not change. In the first
-  ceil(window * S) steps (those nearest t = 1), `propose(key, xt, log_probs)` returns the
-  one-hot p_x0 of the candidate chosen by parallel importance sampling (Algorithm 1).
-  Masks left after the last step are filled with the argmax of p_theta (noise removal).
+  t = ts[i] to s = ts[i+1] on ts = linspace(1, final_t, S + 1). p_x0 is exp(log p_theta),
+  cached while x_t does not change, except at the steps whose t lies in `window`: there
+  `propose(key, xt, log_probs)` returns the one-hot p_x0 of the candidate chosen by parallel
+  importance sampling (Algorithm 1). Masks left after the last step are filled with the argmax
+  of p_theta (noise removal). With `with_calls`, also returns [denoiser calls, proposal calls]
+  (int32 [2], the final noise-removal call included).
   """
   steps = jnp.asarray(steps, jnp.int32)
   time = lambda i: 1.0 - (1.0 - final_t) * i / steps  # noqa: E731  (= ts[i])
-  is_steps = jnp.ceil(window * steps).astype(jnp.int32)
+  window = jnp.asarray(window, jnp.float32)
   xt = jnp.full((batch, length), mask_id, jnp.int32)
 
   def body(i, carry):
-    xt, log_probs, changed = carry
+    xt, log_probs, changed, calls = carry
     key_i = jax.random.fold_in(key, i)
     log_probs = jax.lax.cond(changed, denoise, lambda _: log_probs, xt)
+    calls = calls.at[0].add(changed.astype(jnp.int32))
     p_x0 = jnp.exp(log_probs)
     if propose is not None:
-      p_x0 = jax.lax.cond(i < is_steps,
-                          lambda: propose(jax.random.fold_in(key_i, 1), xt, log_probs),
+      use = in_window(time(i), window)
+      p_x0 = jax.lax.cond(use, lambda: propose(jax.random.fold_in(key_i, 1), xt, log_probs),
                           lambda: p_x0)
+      calls = calls.at[1].add(use.astype(jnp.int32))
     xs = posterior_step(key_i, xt, p_x0, time(i), time(i + 1), mask_id)
-    return xs, log_probs, jnp.any(xs != xt)
+    return xs, log_probs, jnp.any(xs != xt), calls
 
-  xt, _, _ = jax.lax.fori_loop(0, steps, body, (xt, denoise(xt), jnp.array(False)))
+  init = (xt, denoise(xt), jnp.array(False), jnp.array([1, 0], jnp.int32))
+  xt, _, _, calls = jax.lax.fori_loop(0, steps, body, init)
   final = jnp.argmax(denoise(xt), -1).astype(jnp.int32)
-  return jnp.where(xt == mask_id, final, xt)
+  out = jnp.where(xt == mask_id, final, xt)
+  return (out, calls.at[0].add(1)) if with_calls else out

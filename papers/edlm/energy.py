@@ -5,8 +5,10 @@ with mu_theta the factorised denoiser (`diffusion.subs_log_probs`). Two energies
 
 * EDLM-AR (Eq. (8)), no training: E(x0, xt) = -log p_AR(x0) + log mu(x0 | xt), so that
   mu exp(-E) is proportional to the autoregressive model's joint likelihood.
-* EDLM-NCE (Eq. (9)): a bidirectional transformer on embed(xt) ++ embed(x0), mean-pooled,
-  with an MLP head to a scalar, trained by binary NCE against samples of the frozen denoiser.
+* EDLM-NCE (Eq. (9)): a bidirectional transformer that fuses embed(xt) and embed(x0) per
+  position (as the official code's `vocab_proj`), mean-pooled, with an MLP head to a scalar,
+  trained by binary NCE against samples of the frozen denoiser. Its log Z(xt) has no closed
+  form: `log_partition_bracket` gives the two estimates of Theorem 1 (Sec. 4.3).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common.models.transformer import Transformer
+from common.models.transformer import Transformer, attention_mask
 
 Array = jax.Array
 
@@ -79,9 +81,28 @@ def importance_weights(energies: Array, temperature: float = 1.0) -> Array:
   return jax.nn.softmax(-energies.astype(jnp.float32) / temperature, -1)
 
 
+def log_partition_bracket(neg_energy: Array) -> tuple[Array, Array]:
+  """Theorem 1's two estimates of log Z(xt) from n >= 2 draws x0_j ~ mu(. | xt), [..., n] -> [...].
+
+  T_n = log (1/n) sum_j exp(-E_j) is low in expectation (Jensen, bias about -a/n);
+  (2n - 1) T_n - 2(n - 1) T_{n-1}, with T_{n-1} the mean of the n leave-one-out estimates, is
+  high (bias about +a/n): E[T_n] <= log Z <= E[(2n - 1) T_n - 2(n - 1) T_{n-1}] for large n
+  (the residual-EBM bracket of Deng et al., 2020). `neg_energy` holds -E_j.
+  """
+  w = neg_energy.astype(jnp.float32)
+  n = w.shape[-1]
+  t_n = jax.nn.logsumexp(w, -1) - jnp.log(float(n))
+  loo = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, w[..., None, :])  # row j leaves draw j out
+  t_n1 = (jax.nn.logsumexp(loo, -1) - jnp.log(float(n - 1))).mean(-1)
+  return t_n, (2 * n - 1) * t_n - 2 * (n - 1) * t_n1
+
+
 class EnergyNetwork(nn.Module):
-  """E_phi(x0, xt): the denoiser's bidirectional transformer on xt ++ x0 (length 2L, with
-  positions 0..L-1 for both halves and a segment offset on x0's), mean-pooled, MLP -> scalar."""
+  """E_phi(x0, xt), [B]: per position, Dense([embed(xt); embed(x0)]) -> d (the official code's
+  `vocab_proj`), the denoiser's transformer blocks and final norm, mean-pooled, then
+  Dense(d) -> ReLU -> Dense(1) (the official `energy_head`). The backbone (embedding, blocks,
+  final norm) has the denoiser's parameter tree, so it starts from the denoiser. The fusion
+  starts as the mean of the two embeddings (ours; the official layer starts at random)."""
   vocab_size: int  # including [MASK]
   num_layers: int = 2
   d_model: int = 128
@@ -93,13 +114,19 @@ class EnergyNetwork(nn.Module):
   def __call__(self, x0: Array, xt: Array) -> Array:
     backbone = Transformer(self.vocab_size, self.num_layers, self.d_model, self.num_heads,
                            self.num_kv_heads, self.mlp_dim, causal=False, name='backbone')
-    length = x0.shape[-1]
-    tokens = jnp.concatenate([xt, x0], -1)
-    positions = jnp.broadcast_to(jnp.arange(2 * length), tokens.shape)
-    hidden = backbone(tokens, positions=positions, return_hidden=True)
-    pooled = hidden.astype(jnp.float32).mean(1)
-    h = nn.silu(nn.Dense(self.d_model, name='head_hidden')(pooled))
-    return nn.Dense(1, kernel_init=nn.initializers.zeros, name='head_out')(h)[..., 0]
+    d = self.d_model
+    half_eye = lambda key, shape, dtype=jnp.float32: 0.5 * jnp.concatenate(  # noqa: E731
+        [jnp.eye(d, dtype=dtype)] * 2, 0)
+    pair = jnp.concatenate([backbone.embed(xt), backbone.embed(x0)], -1)  # [B, L, 2d]
+    x = nn.Dense(d, kernel_init=half_eye, name='fuse')(pair)
+    positions = jnp.broadcast_to(jnp.arange(x0.shape[-1]), x0.shape)
+    mask = attention_mask(x0.shape[-1], None, causal=False)
+    for layer in backbone.layers:
+      x = layer(x, positions, mask)
+    pooled = backbone.norm_final(x).astype(jnp.float32).mean(1)
+    h = nn.relu(nn.Dense(d, name='head_hidden')(pooled))
+    return nn.Dense(1, use_bias=False, kernel_init=nn.initializers.zeros,
+                    name='head_out')(h)[..., 0]
 
 
 def choose_candidate(key: Array, candidates: Array, energies: Array, temperature: float = 1.0,
@@ -117,13 +144,16 @@ def make_proposal(energy_fn: Callable[[Array, Array, Array], Array], num_candida
                   vocab_size: int, temperature: float = 1.0, sign: float = 1.0) -> Callable:
   """The sampler's `propose(key, xt, log_mu)`: draw k candidates x0 ~ mu(. | xt) (carry-over
   keeps unmasked tokens), score them with energy_fn(x0 [B*k, L], xt [B*k, L], log_mu
-  [B*k, L, V]) -> [B*k], resample one, and return its one-hot p(x0) [B, L, V]."""
+  [B*k, L, V]) -> [B*k], resample one, and return its one-hot p(x0) [B, L, V]. With k = 1 the
+  energy is not evaluated (the sampler is then MDLM's in distribution)."""
 
   def propose(key: Array, xt: Array, log_mu: Array) -> Array:
     b, length = xt.shape
     k_draw, k_pick = jax.random.split(key)
     draws = jax.random.categorical(k_draw, log_mu[:, None], -1,
                                    shape=(b, num_candidates, length)).astype(jnp.int32)
+    if num_candidates == 1:  # one candidate is always chosen: no energy needed
+      return jax.nn.one_hot(draws[:, 0], vocab_size, dtype=jnp.float32)
     rep = lambda a: jnp.repeat(a, num_candidates, 0)  # noqa: E731
     energies = energy_fn(draws.reshape(b * num_candidates, length), rep(xt), rep(log_mu))
     chosen = choose_candidate(k_pick, draws, energies.reshape(b, num_candidates),

@@ -6,8 +6,9 @@
   'nce':    the energy network, its backbone starting from the denoiser run named by
             `runs.denoiser`, which stays frozen (its parameters are params['denoiser'], the
             energy's params['energy']); eval: validation NCE loss and accuracy;
-  'sample': the evaluation (`papers.edlm.evaluation`): samples of every method from the runs
-            named in `runs`, scored by the judge, with the floors and the likelihood rows.
+  'sample': the evaluation (`papers.edlm.evaluation`): samples of every sampler from the runs
+            named in `runs`, scored by the AR judge and a 5-gram judge, with the floors and
+            the likelihood rows.
 
 Stages that start from another run read its newest checkpoint (`common.checkpoint.
 restore_params`) and its `config.json` (the architecture it was trained with). Data
@@ -73,8 +74,9 @@ def nce_batch_loss(energy_net, energy_params, denoiser, denoiser_params, x0: jax
   xt = diffusion.forward_mask(k_mask, x0, t, mask_id, eps)
   log_mu = jax.lax.stop_gradient(denoiser_log_probs(denoiser, denoiser_params, xt, mask_id))
   x_neg = diffusion.sample_x0(k_neg, log_mu, 1)[:, 0]
-  e_pos = energy_net.apply(energy_params, x0, xt)
-  e_neg = energy_net.apply(energy_params, x_neg, xt)
+  energies = energy_net.apply(energy_params, jnp.concatenate([x0, x_neg]),
+                              jnp.concatenate([xt, xt]))  # one pass over both
+  e_pos, e_neg = jnp.split(energies, 2)
   accuracy = 0.5 * ((e_pos < 0).mean() + (e_neg > 0).mean())
   return energy.nce_loss(e_pos, e_neg), accuracy
 
@@ -94,10 +96,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise cfglib.ConfigError(f'config.model.d_model={config.model.d_model} is not divisible by '
                              f'config.model.num_heads={config.model.num_heads}: change either')
   if config.model_kind == 'sample':
-    from papers.edlm.evaluation import METHODS
-    unknown = sorted(set(config.sample.methods) - set(METHODS))
-    if unknown:
-      raise cfglib.ConfigError(f'config.sample.methods has {unknown}: use some of {METHODS}')
+    from papers.edlm.evaluation import parse_sampler
+    for field in ('samplers', 'ablations'):
+      for name in config.sample[field]:
+        try:
+          parse_sampler(name)
+        except ValueError as e:
+          raise cfglib.ConfigError(f'config.sample.{field}: {e}') from None
   for stage in needed_stages(config):
     if not lm.string_setting(config.runs, stage, section_name='runs'):
       raise cfglib.ConfigError(f'config.model_kind={config.model_kind!r} starts from the '
