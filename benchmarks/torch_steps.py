@@ -503,8 +503,8 @@ def make_detector_step(loss: str, num_classes, num_anchors, backbone_features, f
       pos = labels > 0
       reg_t = torch.where(pos[..., None], box_encode(_matched(gt, assigned), anchors), 0.0)
       num_pos = pos.sum()
-      valid = (labels >= 0)[..., None]
-    cls_loss = ((_bce(cls, _one_hot_targets(labels, num_classes)) * valid).sum()
+    # every anchor counts, an ignored one (label -1) as a negative (RetinaNetLossComputationFree)
+    cls_loss = (_bce(cls, _one_hot_targets(labels, num_classes)).sum()
                 / (num_pos + labels.shape[0]))
     d = (box - reg_t).abs()
     reg = (torch.where(d < 0.11, 0.5 * d * d / 0.11, d - 0.055) * pos[..., None]).sum()

@@ -8,6 +8,8 @@ import pytest
 
 from common.detection import boxes as B
 from common.detection.assign import iou_assign
+from configs.atss import mnist_canvas
+from papers.atss import experiment
 from papers.atss.assigner import assign, atss_assign, fcos_assign
 
 
@@ -141,7 +143,7 @@ def test_assign_switch_uses_the_shared_iou_matcher(grid):
   gts = np.array([[10, 10, 30, 25], [40, 40, 60, 62]], np.float32)
   labels, mask = np.array([3, 5]), np.ones(2, bool)
   out = assign('iou', anchors, nums, gts, labels, mask, fg_iou=0.5, bg_iou=0.4)
-  want = iou_assign(anchors, gts, labels, mask)
+  want = iou_assign(anchors, gts, labels, mask, in_gt=True)  # the ATSS code's IoU baseline
   np.testing.assert_array_equal(out['labels'], want['labels'])
   np.testing.assert_array_equal(out['assigned_gt'], want['assigned_gt'])
 
@@ -155,3 +157,23 @@ def test_fcos_assign_scale_and_ambiguity():
   out = fcos_assign(anchors, [1, 1], gts, np.array([1, 2]), np.array([True, True]),
                     [(0, 10), (0, 1e8)])
   assert np.asarray(out['assigned_gt']).tolist() == [-1, 1]
+
+
+def test_nine_anchors_per_location_take_topk_times_nine_candidates():
+  # 32 px, strides 8 and 16, 9 anchors per location: levels of 16 x 9 = 144 and 4 x 9 = 36
+  # anchors; topk 2 takes 2 x 9 = 18 per level (the official TOPK x anchors per location)
+  a9 = mnist_canvas.ANCHORS9
+  anchors, nums = B.pyramid_anchors(32, (8, 16), (16., 32.), a9['aspect_ratios'], a9['scales'])
+  assert nums == (144, 36)
+  gt, lab, mask = np.array([[4, 4, 27, 27]], np.float32), np.array([1]), np.array([True])
+  nine = atss_assign(anchors, nums, gt, lab, mask, topk=2, num_anchors_per_location=9)
+  cand = np.asarray(nine['candidates'][:, 0])
+  assert cand[:144].sum() == 18 and cand[144:].sum() == 18
+  one = atss_assign(anchors, nums, gt, lab, mask, topk=2)
+  assert np.asarray(one['candidates']).sum() == 4
+  # the experiment passes A from the detector config
+  config = mnist_canvas.get_config('anchors9')
+  config.assigner.topk = 2
+  assert experiment.anchors_per_location(config) == 9
+  out = experiment.assign_batch(config, anchors, nums, gt[None], lab[None], mask[None])
+  np.testing.assert_array_equal(out['assigned_gt'][0], nine['assigned_gt'])

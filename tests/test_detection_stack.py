@@ -104,3 +104,78 @@ def test_coco_eval_perfect_and_postprocess():
   boxes, scores, classes, valid = out
   assert int(valid.sum()) == 2 and int(classes[0]) == 1  # 5 and 6 overlap < 0.6 at stride 8
   assert float(scores[0]) == pytest.approx(np.sqrt(jax.nn.sigmoid(4.0) * 0.5), rel=1e-5)
+
+
+def test_fpn_extra_levels_p6_from_p5_p7_from_relu_p6():
+  # LastLevelP6P7 (USE_C5 off): P6 = conv(P5) without ReLU, P7 = conv(relu(P6))
+  from flax import linen as nn
+
+  from common.detection.model import FPN
+  stages = [jax.random.normal(jax.random.key(i), (1, 16 // 2 ** i, 16 // 2 ** i, 3))
+            for i in range(3)]
+  fpn = FPN(features=4, num_levels=5)
+  params = fpn.init(jax.random.key(0), stages)
+  outs = fpn.apply(params, stages)
+  assert [o.shape[1] for o in outs] == [16, 8, 4, 2, 1]
+  conv = nn.Conv(4, (3, 3), strides=2)
+  p = params['params']
+  assert float(outs[2].min()) < 0  # a ReLU on P5 would change P6
+  np.testing.assert_allclose(outs[3], conv.apply({'params': p['extra3']}, outs[2]), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(outs[4], conv.apply({'params': p['extra4']}, nn.relu(outs[3])),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_coco_folder_keeps_crowd_regions_for_evaluation_only(tmp_path):
+  # one object and one crowd region of class 1 on a 100 x 100 image, read at 50 px: training
+  # arrays hold the object only; COCOeval ignores a detection on the crowd region (AP 100),
+  # where dropping the region would count it as a false positive ranked first (AP 50)
+  coco = {'images': [{'id': 7, 'file_name': 'a.png', 'height': 100, 'width': 100}],
+          'categories': [{'id': 3, 'name': 'x'}],
+          'annotations': [
+              {'id': 1, 'image_id': 7, 'category_id': 3, 'bbox': [10, 10, 20, 20],
+               'area': 400, 'iscrowd': 0},
+              {'id': 2, 'image_id': 7, 'category_id': 3, 'bbox': [60, 60, 30, 30],
+               'area': 900, 'iscrowd': 1}]}
+  ann = tmp_path / 'instances.json'
+  ann.write_text(json.dumps(coco))
+  arrays, gt = D.read_coco_folder(ann, tmp_path, 50, 4)
+  assert int(arrays['mask'].sum()) == 1
+  np.testing.assert_allclose(arrays['boxes'][0, 0], [5, 5, 14.5, 14.5])
+  assert [(a['iscrowd'], a['bbox']) for a in gt['annotations']] == [
+      (0, [5.0, 5.0, 10.5, 10.5]), (1, [30.0, 30.0, 15.5, 15.5])]  # last pixel 29 -> 14.5
+  dets = [{'image_id': 1, 'category_id': 1, 'bbox': [30.0, 30.0, 15.5, 15.5], 'score': 0.9},
+          {'image_id': 1, 'category_id': 1, 'bbox': [5.0, 5.0, 10.5, 10.5], 'score': 0.8}]
+  assert E.coco_evaluate(gt, dets)['AP50'] == pytest.approx(100.0)
+  dropped = dict(gt, annotations=gt['annotations'][:1])
+  assert E.coco_evaluate(dropped, dets)['AP50'] == pytest.approx(50.0)
+
+
+def test_nms_at_retinanet_and_sampling_free_thresholds():
+  # two boxes of one class with IoU 100 / 200 = 0.5 (+1 convention): RetinaNet's NMS 0.4
+  # suppresses the second, Sampling-Free's 0.55 keeps both
+  from configs.sampling_free import mnist_canvas as sf
+  boxes = jnp.array([[0., 0., 9., 9.], [0., 0., 9., 19.]])
+  assert float(B.iou(boxes[:1], boxes[1:])[0, 0]) == pytest.approx(0.5)
+  focal, free = sf.get_config('focal'), sf.get_config()
+  assert focal.post.nms_threshold == 0.4 and free.post.nms_threshold == 0.55
+  assert focal.method.fixed_threshold == 0.05 and focal.method.threshold == 'fixed'
+  valid = jnp.ones(2, bool)
+  assert B.nms(boxes, None, valid, focal.post.nms_threshold).tolist() == [True, False]
+  assert B.nms(boxes, None, valid, free.post.nms_threshold).tolist() == [True, True]
+
+
+def test_cached_canvases_equal_the_generator(tmp_path):
+  from common.detection import pipeline
+  kw = dict(canvas=32, max_size=20.0, max_objects=3)
+  fresh = D.make_canvases(5, 11, **kw)
+  first = pipeline.cached_canvases(5, 11, None, tmp_path, **kw)
+  files = list(tmp_path.iterdir())
+  assert len(files) == 1 and files[0].name.startswith('canvases_5_11_')
+  again = pipeline.cached_canvases(5, 11, None, tmp_path, **kw)
+  for k in fresh:
+    np.testing.assert_array_equal(first[k], fresh[k])
+    np.testing.assert_array_equal(again[k], fresh[k])
+  pipeline.cached_canvases(5, 12, None, tmp_path, **kw)  # another seed: another file
+  assert len(list(tmp_path.iterdir())) == 2
+  assert pipeline.cache_dir('none') is None

@@ -63,10 +63,21 @@ def test_step0_mean_probability_equals_prior():
   assert float(jax.nn.sigmoid(cls).mean()) == pytest.approx(prior, rel=0.05)
 
 
-def test_retinanet_losses_normalisers():
+def test_retinanet_losses_normalisers_and_ignored_anchors():
+  # one image, anchors labelled positive (class 1), background, ignored (-1); 2 classes; logits
+  # 0 (p = 1/2); the official losses divide the classification sum by num_pos + num_images = 2
   labels = jnp.array([[1, 0, -1]])
   logits = jnp.zeros((1, 3, 2))
-  cls, reg = sfl.retinanet_losses(logits, jnp.ones((1, 3, 4)) * 0.5, jnp.zeros((1, 3, 4)),
-                                  labels, 2)
-  assert float(cls) == pytest.approx(4 * np.log(2) / 2)  # 2 valid anchors x 2 classes / (1 + 1)
+  box, reg_t = jnp.ones((1, 3, 4)) * 0.5, jnp.zeros((1, 3, 4))
+  cls, reg = sfl.retinanet_losses(logits, box, reg_t, labels, 2)
+  # BCE: every anchor counts, the ignored one as a negative of both classes: 6 x log 2
+  assert float(cls) == pytest.approx(6 * np.log(2) / 2)
+  # smooth-L1 over the positive's 4 deltas (|0.5| > beta: 0.5 - 0.055) / (4 x 1)
   assert float(reg) == pytest.approx(4 * (0.5 - 0.055) / 4)
+  # focal: the ignored anchor contributes nothing; (1 - p_t)^2 = 1/4, alpha 0.25 for the
+  # positive's own class, 0.75 for the other three (anchor, class) pairs
+  focal, _ = sfl.retinanet_losses(logits, box, reg_t, labels, 2, 'focal')
+  assert float(focal) == pytest.approx((0.25 + 3 * 0.75) * 0.25 * np.log(2) / 2)
+  # the regression normaliser: reg_norm x num_pos, at least 1
+  _, reg1 = sfl.retinanet_losses(logits, box, reg_t, labels, 2, reg_norm=1.0)
+  assert float(reg1) == pytest.approx(4 * (0.5 - 0.055))

@@ -78,6 +78,17 @@ def centers(boxes: jax.Array) -> jax.Array:
   return jnp.stack([(boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2], -1)
 
 
+INSIDE_MARGIN = 0.01  # a centre is inside a gt when min(l, t, r, b) > 0.01 (official code)
+
+
+def inside(points: jax.Array, gt_boxes: jax.Array, margin: float = INSIDE_MARGIN) -> jax.Array:
+  """[N, G]: point n lies inside box g by more than `margin` on all four sides."""
+  x, y = points[:, 0:1], points[:, 1:2]
+  d = jnp.stack([x - gt_boxes[None, :, 0], y - gt_boxes[None, :, 1],
+                 gt_boxes[None, :, 2] - x, gt_boxes[None, :, 3] - y], -1)
+  return d.min(-1) > margin
+
+
 def _whc(boxes: jax.Array):
   w = boxes[..., 2] - boxes[..., 0] + 1.0
   h = boxes[..., 3] - boxes[..., 1] + 1.0

@@ -98,19 +98,29 @@ def load_digits(data_dir_setting: str = '', split: str = 'train'):
 
 
 def to_coco(dataset: dict[str, np.ndarray], num_classes: int,
-            class_names: list[str] | None = None) -> dict:
-  """COCO instances dict of padded arrays (image ids 1.., category ids 1..C)."""
+            class_names: list[str] | None = None,
+            crowd: list[tuple[np.ndarray, np.ndarray]] | None = None) -> dict:
+  """COCO instances dict of padded arrays (image ids 1.., category ids 1..C). `crowd` holds per
+  image (boxes [K, 4], labels [K]) of crowd regions, written as iscrowd=1 annotations: COCOeval
+  ignores the detections that fall on them instead of counting them as false positives."""
   n, h, w = dataset['image'].shape[:3]
   names = class_names or [str(c) for c in range(num_classes)]
   images = [{'id': i + 1, 'file_name': f'{i + 1:06d}.png', 'height': h, 'width': w}
             for i in range(n)]
   anns = []
+
+  def add(image: int, box, label: int, iscrowd: int) -> None:
+    bw, bh = float(box[2] - box[0] + 1), float(box[3] - box[1] + 1)
+    anns.append({'id': len(anns) + 1, 'image_id': image + 1, 'category_id': int(label),
+                 'bbox': [float(box[0]), float(box[1]), bw, bh], 'area': bw * bh,
+                 'iscrowd': iscrowd})
+
   for i in range(n):
     for b, lab in zip(dataset['boxes'][i][dataset['mask'][i]],
                       dataset['labels'][i][dataset['mask'][i]], strict=True):
-      bw, bh = float(b[2] - b[0] + 1), float(b[3] - b[1] + 1)
-      anns.append({'id': len(anns) + 1, 'image_id': i + 1, 'category_id': int(lab),
-                   'bbox': [float(b[0]), float(b[1]), bw, bh], 'area': bw * bh, 'iscrowd': 0})
+      add(i, b, lab, 0)
+    for b, lab in zip(*(crowd[i] if crowd else ((), ())), strict=True):
+      add(i, b, lab, 1)
   return {'images': images, 'annotations': anns,
           'categories': [{'id': c + 1, 'name': names[c]} for c in range(num_classes)]}
 
@@ -170,20 +180,24 @@ class CocoImages:
 def read_coco_folder(annotation_file, image_dir, image_size: int, max_gts: int,
                      channels: int = 3) -> tuple[dict, dict]:
   """A COCO-format folder as padded arrays: images resized to image_size^2 (boxes scaled; the
-  images are a lazy `CocoImages`), the first max_gts non-crowd boxes per image; also the COCO
-  dict of the resized ground truth. Only the json is read here."""
+  images are a lazy `CocoImages`), the first max_gts non-crowd boxes per image (the official
+  training filter drops crowd boxes); also the COCO dict of the resized ground truth, which
+  keeps the crowd regions (iscrowd=1) so that COCOeval ignores detections on them. Only the
+  json is read here."""
   coco = datalib.CocoDetection(annotation_file, image_dir)
   n = len(coco)
   out = {'image': CocoImages(coco, image_size, channels),
          'boxes': np.zeros((n, max_gts, 4), np.float32),
          'labels': np.zeros((n, max_gts), np.int32), 'mask': np.zeros((n, max_gts), bool)}
+  crowd = []
   for i, record in enumerate(coco.records):
-    keep = ~record['crowd']
-    b = record['boxes'][keep][:max_gts].copy()
+    b = record['boxes'].copy()
     b[:, 2:] -= 1.0  # reader's x + w -> last pixel (+1 convention)
     b *= np.array([image_size / record['width'], image_size / record['height']] * 2, np.float32)
-    k = len(b)
-    out['boxes'][i, :k] = b
-    out['labels'][i, :k] = record['labels'][keep][:max_gts] + 1
+    keep = ~record['crowd']
+    k = min(int(keep.sum()), max_gts)
+    out['boxes'][i, :k] = b[keep][:k]
+    out['labels'][i, :k] = record['labels'][keep][:k] + 1
     out['mask'][i, :k] = True
-  return out, to_coco(out, coco.num_classes, coco.category_names)
+    crowd.append((b[~keep], record['labels'][~keep] + 1))
+  return out, to_coco(out, coco.num_classes, coco.category_names, crowd)

@@ -18,11 +18,16 @@ import numpy as np
 from common.detection import evaluation
 
 
+def _objects(coco: dict) -> list[dict]:
+  """The gt annotations that count as objects (crowd regions are only ignored by COCOeval)."""
+  return [a for a in coco['annotations'] if not a.get('iscrowd', 0)]
+
+
 def random_class_detections(coco: dict, seed: int) -> list[dict]:
   """Every gt box as one detection with a uniform random class and a uniform random score."""
   rng = np.random.default_rng(seed)
   ids = [c['id'] for c in coco['categories']]
-  anns = coco['annotations']
+  anns = _objects(coco)
   classes = rng.integers(len(ids), size=len(anns))
   scores = rng.random(len(anns))
   return [{'image_id': a['image_id'], 'category_id': ids[k], 'score': float(s),
@@ -32,7 +37,7 @@ def random_class_detections(coco: dict, seed: int) -> list[dict]:
 def every_class_detections(coco: dict) -> list[dict]:
   """Every gt box as one detection per class, all with score 1."""
   return [{'image_id': a['image_id'], 'category_id': c['id'], 'score': 1.0,
-           'bbox': list(a['bbox'])} for a in coco['annotations'] for c in coco['categories']]
+           'bbox': list(a['bbox'])} for a in _objects(coco) for c in coco['categories']]
 
 
 def random_class_ap(coco: dict, area_ranges: Sequence[float] | None = None,

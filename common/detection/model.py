@@ -36,7 +36,8 @@ class Backbone(nn.Module):
 
 
 class FPN(nn.Module):
-  """Lateral 1x1 + top-down nearest upsampling + 3x3 output convs; extra levels: stride-2 convs."""
+  """Lateral 1x1 + top-down nearest upsampling + 3x3 output convs; extra levels are stride-2
+  3x3 convs, the first on the last output level, each later one on the ReLU of the previous."""
   features: int = 64
   num_levels: int = 3
 
@@ -48,8 +49,8 @@ class FPN(nn.Module):
                             'nearest')
       lat[i] = lat[i] + up
     outs = [nn.Conv(self.features, (3, 3), name=f'output{i}')(p) for i, p in enumerate(lat)]
-    while len(outs) < self.num_levels:
-      src = outs[-1] if len(outs) > len(stages) else nn.relu(outs[-1])
+    while len(outs) < self.num_levels:  # LastLevelP6P7: P6 = conv(P5), P7 = conv(relu(P6))
+      src = nn.relu(outs[-1]) if len(outs) > len(stages) else outs[-1]
       outs.append(nn.Conv(self.features, (3, 3), strides=2, name=f'extra{len(outs)}')(src))
     return outs[:self.num_levels]
 

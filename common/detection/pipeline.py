@@ -1,15 +1,21 @@
 """The shared detector experiment plumbing: data from config, anchors, batched inference and COCO
 evaluation. A paper supplies only its assigner and loss.
 
-config.data: data_dir, canvas, num_train, num_val, min_size, max_size, max_objects, seed,
-  coco_train / coco_val (optional COCO-format folders: 'annotations.json:image_dir').
+config.data: data_dir, canvas, num_train, num_val, min_size, max_size, max_objects, seed (of
+  the training canvases), val_seed (of the validation canvases: the validation digits drawn
+  anew), cache_dir ('' = <repo>/.cache/detection, 'none' = no cache), coco_train / coco_val
+  (optional COCO-format folders: 'annotations.json:image_dir').
 config.detector: strides, anchor_sizes, aspect_ratios, scales, convention, backbone_features,
-  fpn_features, num_convs.
+  fpn_features, num_convs, backbone_init (a pretraining run's workdir, or '').
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
+import pathlib
 import time
 
 import jax
@@ -17,20 +23,59 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from common import checkpoint
+from common.config import ConfigError
 from common.detection import boxes as boxlib
 from common.detection import data as detdata
 from common.detection import evaluation
 from common.detection.model import DenseDetector
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+CACHE_VERSION = 1  # bump when `make_canvases` changes what it draws
+
+
+def cache_dir(setting: str = '') -> pathlib.Path | None:
+  """Where generated canvases are cached: `setting`, or '<repo>/.cache/detection' (git-ignored)
+  when empty; None for 'none' (generate every time)."""
+  if setting == 'none':
+    return None
+  return pathlib.Path(setting) if setting else ROOT / '.cache' / 'detection'
+
+
+def cached_canvases(num_images: int, seed: int, digits, directory: pathlib.Path | None,
+                    **kwargs) -> dict[str, np.ndarray]:
+  """`data.make_canvases(num_images, seed, digits=digits, **kwargs)`, read from `directory`
+  when an earlier call stored it there. The file name hashes every argument and the digits'
+  bytes, so a cached file is exactly what the generator returns; it is written atomically."""
+  if directory is None:
+    return detdata.make_canvases(num_images, seed, digits=digits, **kwargs)
+  key = hashlib.sha256(json.dumps([CACHE_VERSION, num_images, seed, sorted(kwargs.items())])
+                       .encode())
+  for part in digits or ():
+    key.update(np.ascontiguousarray(part).tobytes())
+  path = directory / f'canvases_{num_images}_{seed}_{key.hexdigest()[:16]}.npz'
+  if path.exists():
+    with np.load(path) as f:
+      return {k: f[k] for k in f.files}
+  out = detdata.make_canvases(num_images, seed, digits=digits, **kwargs)
+  directory.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(f'.{os.getpid()}.tmp.npz')
+  np.savez(tmp, **out)
+  os.replace(tmp, path)
+  return out
+
 
 @functools.lru_cache(maxsize=4)
 def _synthetic(data_dir: str, canvas: int, num_train: int, num_val: int, min_size: float,
-               max_size: float, max_objects: int, seed: int):
+               max_size: float, max_objects: int, seed: int, val_seed: int, cache: str):
   train_digits = detdata.load_digits(data_dir, 'train')
   val_digits = detdata.load_digits(data_dir, 'val') if train_digits is not None else None
   kw = dict(canvas=canvas, min_size=min_size, max_size=max_size, max_objects=max_objects)
-  train = detdata.make_canvases(num_train, seed, digits=train_digits, **kw)
-  val = detdata.make_canvases(num_val, seed + 1_000_003, digits=val_digits, **kw)
+  directory = cache_dir(cache)
+  train = cached_canvases(num_train, seed, train_digits, directory, **kw)
+  val = cached_canvases(num_val, val_seed, val_digits, directory, **kw)
   nc = detdata.num_classes_of(train_digits)
   return train, val, detdata.to_coco(val, nc), nc
 
@@ -45,7 +90,8 @@ def load_data(config: ml_collections.ConfigDict):
                                          gmax, d.channels)
     return train, val, coco, len(coco['categories'])
   return _synthetic(d.data_dir, d.canvas, d.num_train, d.num_val, d.min_size, d.max_size,
-                    d.max_objects, d.seed)
+                    d.max_objects, d.seed, d.get('val_seed', d.seed + 1_000_003),
+                    d.get('cache_dir', ''))
 
 
 def anchors_from_config(config: ml_collections.ConfigDict) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -73,11 +119,28 @@ def compile_once(fn, *args):
       compiler_options={'xla_backend_optimization_level': 0})
 
 
-def init_params(model, seed: int, image_shape: tuple[int, ...]):
-  """The detector's initial parameters for images [*image_shape] (`compile_once`)."""
+def init_params(model, seed: int, image_shape: tuple[int, ...], backbone_init: str = ''):
+  """The detector's initial parameters for images [*image_shape] (`compile_once`); with
+  `backbone_init` (the workdir of a `common.detection.pretrain` run) its backbone is that run's
+  newest checkpoint (the ImageNet-init analogue), the FPN and head stay random."""
   image = jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.float32)
   key = jax.random.key(seed)
-  return compile_once(lambda k: model.lazy_init(k, image), key)(key)
+  params = compile_once(lambda k: model.lazy_init(k, image), key)(key)
+  return load_backbone(params, backbone_init) if backbone_init else params
+
+
+def load_backbone(params: dict, workdir: str) -> dict:
+  """`params` with params['params']['backbone'] replaced by the backbone of the newest
+  checkpoint in `workdir`; a ConfigError when its shapes differ (another backbone config)."""
+  restored = checkpoint.restore_params(workdir)['params']['backbone']
+  mine = params['params']['backbone']
+  shapes = lambda tree: jax.tree.map(np.shape, tree)  # noqa: E731
+  if shapes(restored) != shapes(mine):
+    raise ConfigError(f'{workdir} holds a backbone of other shapes than '
+                      'config.detector.backbone_features and the image channels: pretrain the '
+                      'same backbone')
+  restored = jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), restored, mine)
+  return {**params, 'params': {**params['params'], 'backbone': restored}}
 
 
 def images_to_float(images) -> jax.Array:

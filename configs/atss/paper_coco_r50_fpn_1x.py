@@ -20,8 +20,9 @@ COCO never sits in memory as an array); without them the experiment trains on MN
 Deviations: the backbone is this repo's GroupNorm convnet widened to ResNet-50's stage widths
 (no ImageNet-pretrained ResNet-50 here); images are resized to a square `data.canvas` (800)
 instead of keeping the aspect ratio; at most `data.max_objects` (100) non-crowd boxes per image
-are kept; COCO AP is computed on that resized ground truth (crowd regions are not ignored, and
-the small/medium/large bins are taken in canvas pixels); warmup starts at 0, not lr / 3.
+are kept for training; COCO AP is computed on that resized ground truth with the crowd regions
+kept as `iscrowd` (COCOeval ignores detections on them) and the small/medium/large bins taken in
+canvas pixels; warmup starts at 0, not lr / 3.
 `:tiny` keeps every setting but shrinks sizes to one step on a CPU (`tests/test_paper_configs.py`,
 and on a COCO json + JPEG folder in `tests/test_paper_data.py`).
 """

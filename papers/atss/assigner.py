@@ -18,16 +18,6 @@ import jax.numpy as jnp
 from common.detection import boxes as boxlib
 from common.detection.assign import iou_assign
 
-MARGIN = 0.01  # anchor centre must lie inside the gt by more than this (official: > 0.01)
-
-
-def _inside(points: jax.Array, gt_boxes: jax.Array, margin: float = MARGIN) -> jax.Array:
-  """[N, G]: point strictly inside the box by more than `margin` on all four sides."""
-  x, y = points[:, 0:1], points[:, 1:2]
-  d = jnp.stack([x - gt_boxes[None, :, 0], y - gt_boxes[None, :, 1],
-                 gt_boxes[None, :, 2] - x, gt_boxes[None, :, 3] - y], -1)
-  return d.min(-1) > margin
-
 
 def _finish(candidate_iou: jax.Array, gt_labels: jax.Array) -> dict[str, jax.Array]:
   """Anchor positive for several gts -> the one with the highest IoU (lowest index on ties)."""
@@ -69,7 +59,8 @@ def atss_assign(anchors: jax.Array, num_anchors_per_level: Sequence[int], gt_box
   mean = jnp.where(candidate, ious, 0.0).sum(0) / num_cand  # Alg. 1 line 8
   var = jnp.where(candidate, (ious - mean) ** 2, 0.0).sum(0) / jnp.maximum(num_cand - 1, 1)
   threshold = mean + jnp.sqrt(var)  # Alg. 1 lines 9-10
-  pos = candidate & (ious >= threshold[None, :]) & _inside(a_c, gt_boxes) & gt_mask[None, :]
+  pos = (candidate & (ious >= threshold[None, :]) & boxlib.inside(a_c, gt_boxes)
+         & gt_mask[None, :])
   out = _finish(jnp.where(pos, ious, -jnp.inf), gt_labels)
   out.update(iou_threshold=jnp.where(gt_mask, threshold, 0.0), candidates=candidate, ious=ious)
   return out
@@ -78,8 +69,9 @@ def atss_assign(anchors: jax.Array, num_anchors_per_level: Sequence[int], gt_box
 def fcos_assign(anchors: jax.Array, num_anchors_per_level: Sequence[int], gt_boxes: jax.Array,
                 gt_labels: jax.Array, gt_mask: jax.Array,
                 size_ranges: Sequence[tuple[float, float]]) -> dict[str, jax.Array]:
-  """FCOS: the location (anchor centre) is positive for a gt if it lies inside it (spatial) and
-  max(l, t, r, b) is in its level's range (scale); ambiguous -> the gt of smallest area."""
+  """FCOS (the ATSS code's 'SSC'): the location (anchor centre) is positive for a gt if it lies
+  inside it (spatial) and max(l, t, r, b) is in its level's range (scale); ambiguous -> the gt of
+  smallest area (+1 convention)."""
   gt_mask = jnp.asarray(gt_mask, bool)
   c = boxlib.centers(anchors)
   ltrb = jnp.stack([c[:, None, 0] - gt_boxes[None, :, 0], c[:, None, 1] - gt_boxes[None, :, 1],
@@ -90,21 +82,23 @@ def fcos_assign(anchors: jax.Array, num_anchors_per_level: Sequence[int], gt_box
   hi = jnp.concatenate([jnp.full((n,), r[1]) for n, r in zip(num_anchors_per_level, size_ranges,
                                                               strict=True)])
   m = ltrb.max(-1)
-  pos = (ltrb.min(-1) > 0) & (m >= lo[:, None]) & (m <= hi[:, None]) & gt_mask[None, :]
-  areas = boxlib.area(gt_boxes, plus_one=False)
+  pos = (boxlib.inside(c, gt_boxes) & (m >= lo[:, None]) & (m <= hi[:, None])
+         & gt_mask[None, :])
+  areas = boxlib.area(gt_boxes)
   return _finish(jnp.where(pos, -areas[None, :], -jnp.inf), gt_labels)
 
 
 def assign(name: str, anchors, num_anchors_per_level, gt_boxes, gt_labels, gt_mask, **kwargs
            ) -> dict[str, jax.Array]:
-  """The config switch: 'atss', 'iou' (RetinaNet) or 'fcos'."""
+  """The config switch: 'atss', 'iou' (RetinaNet's matcher, with the ATSS code's in-gt step
+  unless in_gt=False) or 'fcos'."""
   if name == 'atss':
     return atss_assign(anchors, num_anchors_per_level, gt_boxes, gt_labels, gt_mask,
                        topk=kwargs.get('topk', 9), convention=kwargs.get('convention', 'official'),
                        num_anchors_per_location=kwargs.get('num_anchors_per_location', 1))
   if name == 'iou':
     return iou_assign(anchors, gt_boxes, gt_labels, gt_mask, kwargs.get('fg_iou', 0.5),
-                      kwargs.get('bg_iou', 0.4))
+                      kwargs.get('bg_iou', 0.4), in_gt=kwargs.get('in_gt', True))
   if name == 'fcos':
     return fcos_assign(anchors, num_anchors_per_level, gt_boxes, gt_labels, gt_mask,
                        kwargs['size_ranges'])

@@ -2,6 +2,9 @@
 
     python -m common.main --config=configs/atss/mnist_canvas.py:smoke --workdir=/tmp/atss
 
+The backbone starts from a pretraining run's checkpoint when `config.detector.backbone_init`
+names its workdir (`common.detection.pretrain`).
+
 Loss (official ATSSLossComputation): focal(cls) / num_pos + 2.0 * sum(ctr_t * GIoU) / sum(ctr_t)
 + BCE(centerness) / num_pos, with num_pos and sums over the global batch.
 
@@ -32,11 +35,18 @@ from papers.atss import assigner
 SIZE_BINS = ('small', 'medium', 'large')
 
 
+def anchors_per_location(config: ml_collections.ConfigDict) -> int:
+  return len(config.detector.aspect_ratios) * len(config.detector.scales)
+
+
 def assign_batch(config: ml_collections.ConfigDict, anchors, num_per_level, gt_boxes, gt_labels,
                  gt_mask) -> dict[str, jax.Array]:
+  """`assigner.assign` of `config.assigner` over a batch [B, G, ...]; ATSS takes topk x A
+  candidates per level with A anchors per location, as the official code."""
   a = config.assigner
   fn = functools.partial(assigner.assign, a.name, jnp.asarray(anchors), tuple(num_per_level),
                          topk=a.topk, convention=a.convention, fg_iou=a.fg_iou, bg_iou=a.bg_iou,
+                         in_gt=a.in_gt, num_anchors_per_location=anchors_per_location(config),
                          size_ranges=tuple(tuple(r) for r in a.size_ranges))
   out = jax.vmap(fn)(gt_boxes, gt_labels, gt_mask)
   return {'assigned_gt': out['assigned_gt'], 'labels': out['labels']}
@@ -129,7 +139,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   tr, val, coco, num_classes = pipeline.load_data(config)
   anchors, num_per_level = pipeline.anchors_from_config(config)
   model = build_model(config, num_classes)
-  params = pipeline.init_params(model, config.seed, tr['image'].shape[1:])
+  params = pipeline.init_params(model, config.seed, tr['image'].shape[1:],
+                                config.detector.get('backbone_init', ''))
   predict = pipeline.make_predict(model, anchors, num_per_level, config.data.canvas,
                                   config.post)
   area_ranges = tuple(config.eval_area_ranges)

@@ -1,4 +1,5 @@
-"""Guided loss scaling and the sampling-free RetinaNet loss (plain BCE over all anchors)."""
+"""Guided loss scaling and RetinaNet's classification losses: plain BCE over all anchors
+(sampling-free) or focal loss (the baseline), as the official code normalises them."""
 
 from __future__ import annotations
 
@@ -15,16 +16,22 @@ def guided_loss_scaling(cls_loss: jax.Array, reg_loss: jax.Array) -> jax.Array:
 
 
 def retinanet_losses(cls_logits, box_deltas, reg_targets, labels, num_classes: int,
-                     loss: str = 'bce', beta: float = 0.11):
-  """(cls_loss, reg_loss) summed over the batch: cls / (num_pos + num_images) for BCE
-  (sampling-free) or / num_pos for focal; smooth-L1 / (4 num_pos) over positives."""
+                     loss: str = 'bce', beta: float = 0.11, reg_norm: float = 4.0):
+  """(cls_loss, reg_loss) of a batch, as the official RetinaNetLossComputationFree (BCE) and
+  RetinaNetLossComputationFocalloss:
+
+  - BCE: every anchor counts, an ignored one (label -1, between the IoU thresholds) as a
+    negative of every class; focal: ignored anchors contribute nothing;
+  - both classification sums / (num_pos + num_images);
+  - smooth-L1 (beta) summed over positives / max(1, reg_norm * num_pos).
+  """
   pos = labels > 0
   num_pos = pos.sum()
   targets = losses.one_hot_targets(labels, num_classes)
-  valid = (labels >= 0)[..., None]
   if loss == 'bce':
-    cls = jnp.sum(losses.sigmoid_bce(cls_logits, targets) * valid) / (num_pos + labels.shape[0])
+    cls = jnp.sum(losses.sigmoid_bce(cls_logits, targets))
   else:
-    cls = jnp.sum(losses.sigmoid_focal(cls_logits, targets) * valid) / jnp.maximum(num_pos, 1)
+    cls = jnp.sum(losses.sigmoid_focal(cls_logits, targets) * (labels >= 0)[..., None])
+  cls = cls / (num_pos + labels.shape[0])
   reg = jnp.sum(losses.smooth_l1(box_deltas, reg_targets, beta) * pos[..., None])
-  return cls, reg / jnp.maximum(4 * num_pos, 1)
+  return cls, reg / jnp.maximum(reg_norm * num_pos, 1)

@@ -1,14 +1,25 @@
-"""Sampling-Free reproduction: focal loss (prior 0.01, threshold 0.05) vs plain BCE (zero bias)
-vs Sampling-Free (BCE + optimal bias + guided loss scaling + adaptive threshold), 3 seeds each,
-on MNIST digits on 64x64 canvases; the Sampling-Free weights are also scored at threshold 0.05.
+"""Sampling-Free reproduction on MNIST digits on 64x64 canvases: focal loss at RetinaNet's
+official settings vs Sampling-Free (BCE + optimal bias + guided loss scaling + adaptive
+threshold) and its ablation (plain BCE; BCE + optimal bias); every detector starts from a
+backbone pretrained as a digit classifier.
 
-    PAPERS_DATA_DIR=/work/shared/data python -m papers.sampling_free.reproduce          # ~7 min
-    PAPERS_DATA_DIR=/work/shared/data python -m papers.sampling_free.reproduce --quick  # < 1 min
+    PAPERS_DATA_DIR=/work/shared/data python -m papers.sampling_free.reproduce --jobs=2
+    PAPERS_DATA_DIR=/work/shared/data python -m papers.sampling_free.reproduce --quick
 
-Every run is `python -m common.main --config=configs/sampling_free/mnist_canvas.py[:smoke]` with
-the arm's `arm` override (results.json lists each command). Claims come from `common.stats`:
-COCO AP claims need the arms beyond the floor (AP of the validation gt boxes with random classes
-and scores, `common.detection.floors`) by FLOOR_MARGIN and flat AP curves (CONVERGENCE_TOL).
+Stages, each a `common.sweep` of `python -m common.main` runs (results.json lists every command;
+a rerun with the same --workdir skips finished runs):
+1. `pretrain` (every seed): the backbone as a digit classifier
+   (configs/sampling_free/mnist_backbone.py).
+2. Pilot (the first seed, in `<workdir>/pilot`): focal loss and Sampling-Free at constant lr for
+   `mnist_canvas.PILOT_STEPS` steps on the pilot's own validation canvases; the main-run length
+   is the later of their plateau steps (`common.detection.results.choose_steps`).
+3. Main arms (`SEEDS`, paired by seed), that length with the COCO 1x schedule's shape, COCO AP
+   of the 1000 validation canvases every fifth of training. The Sampling-Free weights are also
+   scored at threshold 0.05 (an eval-only ablation: the arm "BCE + bias + guided scaling").
+
+Claims come from `common.stats`: an AP claim needs its arms beyond the floor (AP of the
+validation gt boxes with random classes and scores, `common.detection.floors`) by FLOOR_MARGIN
+and flat AP curves (CONVERGENCE_TOL).
 """
 
 from __future__ import annotations
@@ -19,43 +30,60 @@ import numpy as np
 
 from common import plots, stats, sweep
 from common import results as res
-from common.detection import evaluation, floors
+from common.detection import evaluation, floors, schedule
+from common.detection import results as detres
 
 PAPER = 'sampling_free'
 TITLE = 'Is Heuristic Sampling Necessary in Training Deep Object Detectors?'
 SEEDS = (0, 1, 2)
+QUICK_SEEDS = (0,)  # --quick: one seed, every stage (claims are then not tested)
 CONFIG = 'configs/sampling_free/mnist_canvas.py'
+BACKBONE = 'configs/sampling_free/mnist_backbone.py'
 FLOOR_MARGIN = 1.0  # AP points an arm must beat the random-class floor by
 NONINFERIORITY_MARGIN = 1.0  # AP points Sampling-Free may lose to focal loss and still "match"
 CONVERGENCE_TOL = 0.5  # AP points of seed-mean improvement allowed over the last 20% of steps
-ARMS = {'focal': 'focal loss, prior 0.01, threshold 0.05',
-        'bce': 'plain BCE, zero bias, threshold 0.05',
-        'sampling_free': 'Sampling-Free (adaptive threshold)'}
-ABLATION = 'sampling_free @ 0.05'  # the Sampling-Free weights scored at threshold 0.05
-SHORT = {'focal': 'focal', 'bce': 'BCE', 'sampling_free': 'Sampling-Free',
-         ABLATION: 'Sampling-Free @ 0.05'}
-PAPER_AP = {'focal': 36.4, 'sampling_free': 36.8}  # COCO, RetinaNet R-50-FPN 1x
+PLATEAU_TOL = 0.5  # AP points: the pilot's plateau (see `schedule.plateau_step`)
+ARMS = {  # name -> label; each arm is the config argument of the same name
+    'focal': 'focal loss (prior 0.01, threshold 0.05, NMS 0.4)',
+    'bce': 'plain BCE (zero bias, threshold 0.05)',
+    'bce_bias': 'BCE + optimal bias (threshold 0.05)',
+    'sampling_free': 'Sampling-Free (+ guided scaling, adaptive threshold)',
+}
+PILOT_ARMS = ('focal', 'sampling_free')
+GLS = 'bce_bias_gls'  # the Sampling-Free weights scored at threshold 0.05 (eval only)
+LABELS = {**ARMS, GLS: 'BCE + optimal bias + guided scaling (threshold 0.05; the Sampling-Free '
+          'weights, eval only)'}
+SHORT = {'focal': 'focal', 'bce': 'BCE', 'bce_bias': 'BCE + bias',
+         'sampling_free': 'Sampling-Free', GLS: 'BCE + bias + GLS'}
+PAPER_AP = {'focal': '36.4', 'sampling_free': '36.8', 'bce': 'collapses'}  # RetinaNet R-50 1x
 
 
-def spec(quick: bool) -> str:
-  return CONFIG + (':smoke' if quick else '')
+def spec(quick: bool, arg: str = '') -> str:
+  args = ','.join(a for a in (arg, 'smoke' if quick else '') if a)
+  return CONFIG + (':' + args if args else '')
 
 
-def arms(quick: bool) -> list[sweep.Arm]:
-  return [sweep.Arm(name, spec(quick), {'arm': name}) for name in ARMS]
+def pretrain_arm(quick: bool) -> sweep.Arm:
+  return sweep.Arm('pretrain', BACKBONE + (':smoke' if quick else ''))
 
 
-def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path) -> dict:
-  ap = sweep.metric(runs, 'AP')
-  if 'sampling_free' in runs:
-    ap[ABLATION] = [r.metrics['AP_thr005'] for r in runs['sampling_free']]
-  fl = floors.ap_floors(sweep.load_config(spec(quick)))
-  floor_ap = fl['random class']['AP']
-  floor = stats.Floor('AP of the val gt boxes with random classes and scores', floor_ap,
-                      FLOOR_MARGIN)
-  conv = {a: stats.convergence(sweep.curves(rs, 'eval/AP')[1], CONVERGENCE_TOL)
-          for a, rs in runs.items()}
+def pilot_arms(quick: bool, backbone: str) -> list[sweep.Arm]:
+  """Focal loss and Sampling-Free at constant lr, from the pretrained backbone at `backbone`."""
+  return [sweep.Arm(name, spec(quick, f'{name},pilot'), {'detector.backbone_init': backbone})
+          for name in PILOT_ARMS]
 
+
+def arms(quick: bool, steps: int | None = None) -> list[sweep.Arm]:
+  """The pretraining arm and the detector arms; with `steps` (the pilot's choice) they train
+  that long with the 1x schedule's shape (`schedule.one_x`), else the config's STEPS."""
+  length = schedule.one_x(steps) if steps else {}
+  return [pretrain_arm(quick)] + [
+      sweep.Arm(name, spec(quick, name),
+                {**length, 'detector.backbone_init': sweep.After('pretrain')})
+      for name in ARMS]
+
+
+def claims_of(ap: dict, runs: dict, floor: stats.Floor, conv: dict) -> list[dict]:
   def on(*names) -> dict:  # the arms a claim compares: their AP, floor and convergence
     return dict(per_seed={n: ap[n] for n in names}, metric='AP', fmt='.3g', floor=floor,
                 converged={n: conv[n] for n in names if n in conv})
@@ -63,8 +91,8 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path) ->
   claims = []
   if 'sampling_free' in runs and 'focal' in runs:
     claims.append(stats.noninferior(
-        f'Sampling-Free matches focal loss: its COCO AP is no more than '
-        f'{NONINFERIORITY_MARGIN:g} AP below focal loss\'s', 'RetinaNet R-50: 36.4 -> 36.8',
+        f'Sampling-Free matches focal loss at its official settings: its COCO AP is no more '
+        f'than {NONINFERIORITY_MARGIN:g} AP below focal loss\'s', 'RetinaNet R-50: 36.4 -> 36.8',
         a='sampling_free', b='focal', margin=NONINFERIORITY_MARGIN,
         **on('sampling_free', 'focal')))
   collapse = ('Naive training without heuristics (plain BCE, zero bias) collapses: its AP stays '
@@ -76,71 +104,109 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path) ->
   elif 'bce' in runs and 'focal' in runs:  # the floor is the reference: no floor check of BCE
     claims.append(stats.compare(
         collapse, 'collapses without sampling heuristics', a='bce', b='floor', direction='a<b',
-        reference=floor_ap, **(on('bce') | {'floor': None})))
-  if 'sampling_free' in runs:  # the same weights: the convergence of the trained arm
+        reference=floor.value, **(on('bce') | {'floor': None})))
+  bias = 'The optimal bias initialisation alone makes BCE train: AP(BCE + bias) > AP(plain BCE)'
+  if 'bce_bias' in runs and 'bce' in runs and not floor.check({'x': ap['bce_bias']})['ok']:
+    claims.append(stats.not_tested(bias, 'component 1 of the method (Sec. III-B)',
+                                   'BCE + bias is not beyond the floor either'))
+  elif 'bce_bias' in runs and 'bce' in runs:  # plain BCE may sit at the floor: no floor check
+    claims.append(stats.compare(bias, 'component 1 of the method (Sec. III-B)', a='bce_bias',
+                                b='bce', direction='a>b',
+                                **(on('bce_bias', 'bce') | {'floor': None})))
+  if GLS in ap and 'bce_bias' in runs:
+    claims.append(stats.compare(
+        'Guided loss scaling adds AP on top of the optimal bias (both at threshold 0.05)',
+        'component 2 of the method (Sec. III-C)', a=GLS, b='bce_bias', direction='a>b',
+        **on(GLS, 'bce_bias')))
+  if GLS in ap:  # the same weights: the convergence of the trained arm
     claims.append(stats.compare(
         'The adaptive test threshold (prior x (C + 1)) scores the Sampling-Free weights higher '
-        'than the fixed threshold 0.05', 'part of the method (with BCE)', a='sampling_free',
-        b=ABLATION, direction='a>b', **on('sampling_free', ABLATION)))
+        'than the fixed threshold 0.05', 'component 3 of the method (Sec. III-D)',
+        a='sampling_free', b=GLS, direction='a>b', **on('sampling_free', GLS)))
+  return claims
 
+
+def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
+            pilot: dict[str, list[sweep.Run]] | None = None, steps: int | None = None,
+            plateaus: dict[str, int] | None = None) -> dict:
+  pretrained = runs.get('pretrain', [])
+  runs = {n: rs for n, rs in runs.items() if n in ARMS}
+  ap = sweep.metric(runs, 'AP')
+  if 'sampling_free' in runs:
+    ap[GLS] = [r.metrics['AP_thr005'] for r in runs['sampling_free']]
   config = sweep.load_config(spec(quick))
-  steps = config.train.steps
-  labels = {**ARMS, ABLATION: 'Sampling-Free weights at threshold 0.05 (eval only)'}
+  fl = floors.ap_floors(config)
+  floor = stats.Floor('AP of the val gt boxes with random classes and scores',
+                      fl['random class']['AP'], FLOOR_MARGIN)
+  conv = {a: stats.convergence(sweep.curves(rs, detres.CURVE)[1], CONVERGENCE_TOL)
+          for a, rs in runs.items()}
+  if 'sampling_free' in conv:
+    conv[GLS] = conv['sampling_free']  # the same weights
+  claims = claims_of(ap, runs, floor, conv)
+  length = steps or config.train.steps
   rows = []
   for name in ap:
-    rs = runs['sampling_free' if name == ABLATION else name]
-    suffix = '_thr005' if name == ABLATION else ''
-    mean, half = plots.mean_ci(np.asarray(ap[name]))
-    m = {k: float(np.mean([r.metrics[k + suffix] for r in rs])) for k in evaluation.METRICS}
+    rs = runs['sampling_free' if name == GLS else name]
     first = rs[0].metrics
-    rows.append([labels[name], round(float(mean), 2), round(float(half), 2),
-                 ', '.join(f'{x:.2f}' for x in ap[name])]
-                + [round(m[k], 2) for k in evaluation.METRICS[1:]]
-                + [f'{first["prior"]:.3g}', f'{0.05 if suffix else first["threshold"]:.3g}',
+    rows.append(detres.metrics_row(LABELS[name], ap[name], rs, '_thr005' if name == GLS else '')
+                + [f'{first["prior"]:.3g}', f'{0.05 if name == GLS else first["threshold"]:.3g}',
                    PAPER_AP.get(name, '')])
-  for name, f in fl.items():
-    rows.append([f'floor: val gt boxes, {name}' + (' (5 draws)' if name == 'random class' else
-                                                   ' at one score'),
-                 round(f['AP'], 2), '', ''] + [round(f[k], 2) for k in evaluation.METRICS[1:]]
-                + ['', '', ''])
-  grad = [[ARMS[n], f'{np.mean([r.metrics["grad_ratio_step0"] for r in rs]):.3g}',
+  rows += detres.floor_rows(fl, 3)
+  grad = [[LABELS[n], f'{np.mean([r.metrics["grad_ratio_step0"] for r in rs]):.3g}',
            f'{np.mean([r.metrics["grad_ratio_final"] for r in rs]):.3g}',
            round(conv[n]['improvement'], 2) + 0.0] for n, rs in runs.items()]
   n_seeds = len(next(iter(runs.values())))
   tables = [
-      res.table(f'COCO metrics on the validation canvases after {steps} steps: seed mean, 95% '
-                f'interval half-width, per seed ({n_seeds} seeds)',
-                ['arm', 'AP', '+-95%', 'AP per seed', *evaluation.METRICS[1:], 'prior',
-                 'test threshold', 'paper AP (COCO)'], rows),
+      res.table(f'COCO metrics on the {config.data.num_val} validation canvases after {length} '
+                f'steps: seed mean, 95% interval half-width, per seed ({n_seeds} seeds); '
+                f'paper: COCO AP',
+                ['arm', 'AP', '+-95%', 'AP per seed', *evaluation.METRICS[1:],
+                 'prior (initial bias)', 'test threshold', 'paper AP'], rows),
       res.table('|grad L_cls| / |grad L_reg| (global norms, L_cls after guided scaling where '
                 'used; seed mean) and the AP gain over the last 20% of steps',
                 ['arm', 'step 0', 'end', 'AP gain, last 20%'], grad),
   ]
-  fig, axes = plots.figure(2)
+  if pilot:
+    tables.append(detres.pilot_table(pilot, plateaus, length, ARMS, PLATEAU_TOL))
+  fig, axes = plots.figure(3 if pilot else 2)
   plots.bars(axes[0], {SHORT[n]: v for n, v in ap.items()}, ylabel='COCO AP (val)',
-             title=f'After {steps} steps', floor=floor_ap, floor_label='random-class floor')
-  x, _ = sweep.curves(next(iter(runs.values())), 'eval/AP')
-  plots.curves(axes[1], x, {SHORT[n]: sweep.curves(rs, 'eval/AP')[1] for n, rs in runs.items()},
-               ylabel='COCO AP (val)', title='AP during training', floor=floor_ap)
+             title=f'After {length} steps', floor=floor.value, floor_label='random-class floor')
+  x, _ = sweep.curves(next(iter(runs.values())), detres.CURVE)
+  plots.curves(axes[1], x, {SHORT[n]: sweep.curves(rs, detres.CURVE)[1]
+                            for n, rs in runs.items()},
+               ylabel='COCO AP (val)', title='AP during training', floor=floor.value)
+  if pilot:
+    px, _ = sweep.curves(next(iter(pilot.values())), detres.CURVE)
+    plots.curves(axes[2], px, {SHORT[n]: sweep.curves(rs, detres.CURVE)[1]
+                               for n, rs in pilot.items()},
+                 ylabel='COCO AP (pilot val)', title='Pilot, constant lr')
   plot = plots.save(fig, out / 'sampling_free.png', n_seeds)
   notes = [
       f'Floor: COCO AP of the validation gt boxes detected with a uniformly random class and '
       f'score (mean of 5 draws); an AP claim is tested only when its arms beat it by '
-      f'{FLOOR_MARGIN:g} AP (the BCE claim asks the opposite: AP below it). The every-class row '
-      '(each gt box once per class, one score) is perfect localisation without class knowledge, '
-      'for scale.',
+      f'{FLOOR_MARGIN:g} AP (the plain-BCE arm is exempt: the collapse claim asks for AP below '
+      'the floor). The every-class row (each gt box once per class, one score) is perfect '
+      'localisation without class knowledge, for scale.',
       f'Convergence: an arm counts as flat when its seed-mean AP rose by at most '
-      f'{CONVERGENCE_TOL:g} AP over the last 20% of its evaluations (every '
-      f'{config.train.eval_every} steps); the cosine schedule ends at lr 0.',
-      'Scale: 64x64 canvases of 1-4 MNIST digits, 2000 training / 200 validation images, '
-      f'{steps} SGD steps of batch {config.train.batch_size}, 9 anchors per location at strides '
-      '4/8/16, 2-conv towers, no two-stage detector; see the README deviations.',
+      f'{CONVERGENCE_TOL:g} AP over the last 20% of its evaluations (every fifth of training); '
+      'the lr steps down x0.1 at 2/3 and 8/9 of training (the 1x schedule\'s shape).',
+      detres.acceptance(runs, conv, ARMS),
+      detres.pretraining_note(pretrained),
+      f'Scale: 64x64 canvases of 1-4 MNIST digits, {config.data.num_train} training / '
+      f'{config.data.num_val} validation images, {length} SGD steps of batch '
+      f'{config.train.batch_size}, 9 anchors per location at strides 4/8/16, a GroupNorm '
+      'convnet backbone pretrained as a digit classifier, no two-stage detector; see the '
+      'README deviations.',
   ]
+  if quick:
+    notes.append('QUICK MODE: smoke configs, numbers meaningless.')
   return {'claims': claims, 'tables': tables, 'plots': [plot], 'notes': notes}
 
 
 def main(argv=None) -> dict:
-  return sweep.main(PAPER, TITLE, arms, analyse, SEEDS, argv)
+  """Pretraining (every seed), the pilot, then the main arms at the pilot's length."""
+  return detres.reproduce_with_pilot(PAPER, TITLE, SEEDS, QUICK_SEEDS, PLATEAU_TOL, pretrain_arm,
+                                     pilot_arms, arms, analyse, argv)
 
 
 if __name__ == '__main__':

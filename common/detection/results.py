@@ -1,0 +1,125 @@
+"""What the detection reproductions share when they turn runs into results: the pilot's choice
+of the training length, the COCO-metric table rows (arms and floors) and the acceptance check
+(AP50 and a flat AP curve per arm)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from common import plots, sweep
+from common.detection import evaluation, schedule
+
+AP50_TARGET = 50.0  # an arm counts as a trained detector at AP50 >= this (percent)
+CURVE = 'eval/AP'
+
+
+def choose_steps(pilot: Mapping[str, Sequence[sweep.Run]], tol: float, multiple: int = 100
+                 ) -> tuple[int, dict[str, int]]:
+  """(main-run length, {pilot arm: its plateau step}): the latest plateau step of the pilot's
+  arms (`schedule.plateau_step` of their seed-mean AP curves, tolerance `tol` AP), rounded up
+  to a multiple of `multiple` steps."""
+  per_arm = {}
+  for name, runs in pilot.items():
+    steps, curves = sweep.curves(runs, CURVE)
+    per_arm[name] = schedule.plateau_step(steps, curves, tol)
+  return schedule.round_steps(max(per_arm.values()), multiple), per_arm
+
+
+def reproduce_with_pilot(paper: str, title: str, seeds: Sequence[int],
+                         quick_seeds: Sequence[int], tol: float, pretrain_arm: Callable,
+                         pilot_arms: Callable, arms: Callable, analyse: Callable,
+                         argv: Sequence[str] | None = None) -> dict:
+  """A detection reproduction in three stages, each a `common.sweep` of `common.main` runs:
+  `pretrain_arm(quick)` on every seed, `pilot_arms(quick, backbone_workdir)` on the first seed
+  (in `<workdir>/pilot`; the main length from `choose_steps`, written to `pilot/choice.json`),
+  then `arms(quick, steps)` through `sweep.main`; `analyse(runs, quick=, out=, pilot=, steps=,
+  plateaus=)` judges them."""
+  args = sweep.parse_args(paper, seeds, argv, quick_seeds)
+  stage: dict = {}
+
+  def main_arms(quick: bool) -> list[sweep.Arm]:
+    pre = sweep.run_sweep([pretrain_arm(quick)], args.seeds, args.workdir, jobs=args.jobs,
+                          desc=f'{paper} pretrain')['pretrain']
+    backbone = next(r.workdir for r in pre if r.seed == args.seeds[0])
+    root = pathlib.Path(args.workdir) / 'pilot'
+    stage['pilot'] = sweep.run_sweep(pilot_arms(quick, backbone), [args.seeds[0]], str(root),
+                                     jobs=args.jobs, desc=f'{paper} pilot')
+    stage['steps'], stage['plateaus'] = choose_steps(stage['pilot'], tol, 5 if quick else 100)
+    (root / 'choice.json').write_text(json.dumps(
+        {'steps': stage['steps'], 'plateau_steps': stage['plateaus']}, indent=2) + '\n')
+    return arms(quick, stage['steps'])
+
+  def analyse_all(runs, *, quick, out):
+    return analyse(runs, quick=quick, out=out, pilot=stage['pilot'], steps=stage['steps'],
+                   plateaus=stage['plateaus'])
+
+  return sweep.main(paper, title, main_arms, analyse_all, seeds, argv, quick_seeds=quick_seeds)
+
+
+def metrics_row(label: str, per_seed_ap: Sequence[float], runs: Sequence[sweep.Run],
+                suffix: str = '') -> list[Any]:
+  """[label, AP mean, 95% half-width, AP per seed, AP50 .. APl seed means] of one arm; the
+  metrics are `<name><suffix>` of each run's final metrics."""
+  mean, half = plots.mean_ci(np.asarray(per_seed_ap))
+  means = [float(np.mean([r.metrics[k + suffix] for r in runs])) for k in evaluation.METRICS]
+  return ([label, round(float(mean), 2), round(float(half), 2),
+           ', '.join(f'{x:.2f}' for x in per_seed_ap)] + [round(m, 2) for m in means[1:]])
+
+
+def floor_rows(floors: Mapping[str, Mapping[str, float]], extra: int) -> list[list[Any]]:
+  """One row per floor (`floors.ap_floors`), padded with `extra` empty cells."""
+  out = []
+  for name, f in floors.items():
+    label = f'floor: val gt boxes, {name}' + (' (5 draws)' if name == 'random class'
+                                              else ' at one score')
+    out.append([label, round(f['AP'], 2), '', ''] + [round(f[k], 2)
+                                                      for k in evaluation.METRICS[1:]]
+               + [''] * extra)
+  return out
+
+
+def acceptance(runs: Mapping[str, Sequence[sweep.Run]], converged: Mapping[str, dict],
+               labels: Mapping[str, str]) -> str:
+  """One note: which arms reach seed-mean AP50 >= AP50_TARGET and have a flat AP curve."""
+  parts = []
+  for name, rs in runs.items():
+    ap50 = float(np.mean([r.metrics['AP50'] for r in rs]))
+    c = converged[name]
+    parts.append(f'{labels.get(name, name)}: AP50 {ap50:.1f} '
+                 f'({"ok" if ap50 >= AP50_TARGET else "below " + format(AP50_TARGET, "g")}), '
+                 f'AP gain over the last 20% {c["improvement"]:.2f} '
+                 f'({"flat" if c["ok"] else "still improving"})')
+  ok = all(float(np.mean([r.metrics['AP50'] for r in rs])) >= AP50_TARGET
+           and converged[n]['ok'] for n, rs in runs.items())
+  head = ('Acceptance (every arm a trained detector: seed-mean AP50 >= '
+          f'{AP50_TARGET:g} and a flat AP curve): {"met" if ok else "NOT met"}. ')
+  return head + '; '.join(parts) + '.'
+
+
+def pilot_table(pilot: Mapping[str, Sequence[sweep.Run]], per_arm: Mapping[str, int],
+                steps: int, labels: Mapping[str, str], tol: float) -> dict[str, Any]:
+  """The pilot's AP curve (seed mean) at each evaluation, its plateau step, the chosen length."""
+  from common import results
+  x, _ = sweep.curves(next(iter(pilot.values())), CURVE)
+  rows = []
+  for name, rs in pilot.items():
+    curve = np.mean(sweep.curves(rs, CURVE)[1], 0)
+    rows.append([labels.get(name, name), per_arm[name], round(float(curve.max()), 2),
+                 ', '.join(f'{s}: {v:.1f}' for s, v in zip(x, curve, strict=True))])
+  return results.table(
+      f'Pilot (constant lr, its own validation canvases): AP per evaluation, the plateau step '
+      f'(after it the 3-point running mean never rises more than {tol:g} AP) and the main-run '
+      f'length chosen: {steps} steps',
+      ['pilot arm', 'plateau step', 'best AP', 'AP at step'], rows)
+
+
+def pretraining_note(runs: Sequence[sweep.Run]) -> str:
+  """One note: the pretrained backbones' digit accuracy on the validation digits, per seed."""
+  acc = ', '.join(f'{100 * r.metrics["accuracy"]:.1f}%' for r in runs)
+  return ('Backbone: pretrained as a digit classifier on the training canvases\' digits '
+          f'(`pretrain` arm, one per seed); accuracy on the validation digits per seed: {acc}.')
