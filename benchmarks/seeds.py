@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from common import report, sweep
+from common import report, results, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -119,9 +119,7 @@ def main() -> None:
   result.update(commands=[*result.get('commands', []), command],
                 date=datetime.date.today().isoformat(), rows=list(rows.values()),
                 machine=f'{platform.machine()}, {os.cpu_count()} cores')
-  tmp = path.with_suffix('.json.tmp')
-  tmp.write_text(json.dumps(result, indent=1) + '\n')
-  os.replace(tmp, path)
+  results.write_json(path, result)
   print(report.seeds_table(result))
 
 

@@ -299,21 +299,20 @@ def sampling_free_workload(quick: bool) -> Workload:
 
 def unpg_workload(quick: bool) -> Workload:
   """UNPG: the Omniglot embedder + class weights with ArcFace + UNPG's filtered negative pairs
-  (configs/unpg/omniglot.py:arcface,unpg), identity-balanced batches."""
+  (configs/unpg/omniglot.py:arcface,unpg), the experiment's shuffled batches; the random affine
+  augmentation is switched off so the step matches the PyTorch one."""
   from configs.unpg import omniglot as cfg
   from papers.unpg import omniglot as up
-  from papers.unpg.sampling import class_index, identity_balanced_batch
+  from papers.unpg.sampling import shuffled_batch
   config = cfg.get_config('arcface,unpg,smoke' if quick else 'arcface,unpg')
+  config.data.augment = dict(shift=0.0, rotate=0.0, scale=0.0)
   train_x, train_y, _, _ = up.load_data(config)
   num_classes = int(train_y.max()) + 1
   params = up.init_params(config, train_x, num_classes)
   loss_fn = up.make_loss_fn(config)  # the experiment's own loss
-  by_class = class_index(train_y)
-  per_class = config.train.batch_size // config.train.classes_per_batch
 
   def loader(step):
-    rows = identity_balanced_batch(by_class, config.train.classes_per_batch, per_class,
-                                   config.seed, step)
+    rows = shuffled_batch(len(train_y), config.train.batch_size, config.seed, step)
     return data.take({'image': train_x, 'label': train_y}, rows)
 
   def torch_step(batch):

@@ -103,7 +103,14 @@ def write_results(path: str | os.PathLike, *, paper: str, title: str,
   results = {'paper': paper, 'title': title, 'claims': with_history(claims, previous),
              'tables': list(tables), 'plots': list(plots), 'notes': list(notes),
              'runs': runs or {}, 'provenance': provenance(seeds, wall_time_s, command)}
-  tmp = path.with_suffix('.json.tmp')
-  tmp.write_text(json.dumps(results, indent=2, default=float) + '\n')
-  os.replace(tmp, path)
+  write_json(path, results, indent=2)
   return results
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int = 1) -> None:
+  """Writes `obj` as JSON atomically (a temporary file, then a rename): a crash never leaves a
+  half-written file."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(path.name + '.tmp')
+  tmp.write_text(json.dumps(obj, indent=indent, default=float) + '\n')
+  os.replace(tmp, path)

@@ -13,9 +13,10 @@ killed reproduction rerun with the same `--workdir` finishes with the same numbe
 Seeds run together where that is cheaper: `Arm(vmap_seeds=True)` trains the seeds as one run
 with `config.seed = seeds[0]`, `config.num_seeds = len(seeds)` (the experiment vmaps them and
 returns `{'per_seed': [metrics of seed 0, ...]}`); `jobs > 1` runs that many runs at once as
-`common.main` processes. The reproduce command line's default (`--jobs=0`) picks the fastest
-way `benchmarks/seeds.py` measured: on a CPU, one process per core (at most `MAX_AUTO_JOBS`)
-unless the arms vmap their seeds; elsewhere one run at a time.
+`common.main` processes. An arm with its own `seeds` runs those instead of the sweep's (e.g.
+more seeds for a claim that needs the power). The reproduce command line's default
+(`--jobs=0`) picks the fastest way `benchmarks/seeds.py` measured: on a CPU, one process per
+core (at most `MAX_AUTO_JOBS`) unless the arms vmap their seeds; elsewhere one run at a time.
 
 A paper's `reproduce.py` calls `main(...)` with its arms, seeds and an `analyse` function that
 turns the runs into claims (via `common.stats`), tables and plots.
@@ -61,6 +62,7 @@ class Arm:
   config: str  # 'configs/<paper>/<exp>.py[:arg]', relative to the repository root
   overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   vmap_seeds: bool = False
+  seeds: Sequence[int] = ()  # this arm's own seeds (more for a powered claim); () = the sweep's
 
 
 @dataclasses.dataclass
@@ -172,11 +174,13 @@ def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int
   names = [a.name for a in arms]
   if len(set(names)) != len(names):
     raise ValueError(f'arm names repeat: {names}')
-  if arms and any(a.vmap_seeds for a in arms) and list(seeds) != list(
-      range(seeds[0], seeds[0] + len(seeds))):
-    raise ConfigError(f'--seeds={seeds}: vmapped seeds must be consecutive')
-  todo = [_Job(a, seeds, root) if a.vmap_seeds else _Job(a, [s], root)
-          for a in arms for s in ([seeds[0]] if a.vmap_seeds else seeds)]
+  own = {a.name: list(a.seeds or seeds) for a in arms}
+  for a in arms:
+    s = own[a.name]
+    if a.vmap_seeds and s != list(range(s[0], s[0] + len(s))):
+      raise ConfigError(f'{a.name}: seeds {s}: vmapped seeds must be consecutive')
+  todo = [_Job(a, own[a.name], root) if a.vmap_seeds else _Job(a, [s], root)
+          for a in arms for s in (own[a.name][:1] if a.vmap_seeds else own[a.name])]
   workdirs = {(j.arm.name, s): j.workdir for j in todo for s in j.seeds}
   out: dict[str, list[Run]] = {a.name: [] for a in arms}
   bar = tqdm.tqdm(total=len(todo), desc=desc, unit='run', position=0, mininterval=0,
@@ -274,11 +278,25 @@ def parse_args(paper: str, default_seeds: Sequence[int], argv: Sequence[str] | N
   return args
 
 
-def main(paper: str, title: str, arms: Callable[[bool], Sequence[Arm]],
+@dataclasses.dataclass(frozen=True)
+class Pilot:
+  """A first sweep, in `<workdir>/pilot`, whose outcome sets the main arms (a learning rate or
+  a training length chosen on validation data): `choose(pilot_runs, quick)` -> a JSON-able
+  choice, saved as `pilot/choice.json` and passed on as `arms(quick, choice)` and
+  `analyse(..., pilot=pilot_runs, choice=choice)`. It runs on `seeds` (default, and with
+  --quick: the sweep's first seed)."""
+  arms: Callable[[bool], Sequence[Arm]]
+  choose: Callable[[dict[str, list[Run]], bool], Any]
+  seeds: Sequence[int] = ()
+
+
+def main(paper: str, title: str, arms: Callable[..., Sequence[Arm]],
          analyse: Callable[..., dict], default_seeds: Sequence[int],
-         argv: Sequence[str] | None = None, quick_seeds: Sequence[int] | None = None) -> dict:
-  """Runs a paper's reproduction: its arms x seeds, then `analyse(runs, quick=, out=)` ->
-  {'claims', 'tables', 'plots', 'notes'}; writes `results.json` once, at the end."""
+         argv: Sequence[str] | None = None, quick_seeds: Sequence[int] | None = None,
+         pilot: Pilot | None = None) -> dict:
+  """Runs a paper's reproduction: its `pilot` if any, its arms x seeds, then
+  `analyse(runs, quick=, out=)` -> {'claims', 'tables', 'plots', 'notes'}; writes
+  `results.json` once, at the end (the pilot's runs under `pilot/<arm>`)."""
   args = parse_args(paper, default_seeds, argv, quick_seeds)
   common.add_xla_flags(*common.CPU_XLA_FLAGS)
   import jax
@@ -287,7 +305,20 @@ def main(paper: str, title: str, arms: Callable[[bool], Sequence[Arm]],
   # cache them all, not only the slow ones
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   watchdog.start(args.watchdog_s)
-  chosen = list(arms(args.quick))
+  started = time.time()
+  pilot_runs: dict[str, list[Run]] = {}
+  if pilot is None:
+    chosen = list(arms(args.quick))
+  else:  # the first sweep, whose outcome sets the main arms
+    pilot_arms = list(pilot.arms(args.quick))
+    pilot_seeds = list(pilot.seeds) if pilot.seeds and not args.quick else args.seeds[:1]
+    root = pathlib.Path(args.workdir) / 'pilot'
+    pilot_runs = run_sweep(pilot_arms, pilot_seeds, str(root),
+                           jobs=args.jobs or auto_jobs(pilot_arms, args.quick),
+                           desc=f'{paper} pilot', watchdog_s=args.watchdog_s)
+    choice = pilot.choose(pilot_runs, args.quick)
+    results.write_json(root / 'choice.json', choice)
+    chosen = list(arms(args.quick, choice))
   if args.arms:
     wanted = args.arms.split(',')
     unknown = sorted(set(wanted) - {a.name for a in chosen})
@@ -295,17 +326,18 @@ def main(paper: str, title: str, arms: Callable[[bool], Sequence[Arm]],
       raise SystemExit(f'error: --arms={unknown[0]} is not one of '
                        f'{", ".join(a.name for a in chosen)}')
     chosen = [a for a in chosen if a.name in wanted]
-  started = time.time()
   jobs = args.jobs or auto_jobs(chosen, args.quick)
   runs = run_sweep(chosen, args.seeds, args.workdir, jobs=jobs, desc=paper,
                    watchdog_s=args.watchdog_s)
   args.out.mkdir(parents=True, exist_ok=True)
-  analysis = analyse(runs, quick=args.quick, out=args.out)
+  analysis = analyse(runs, quick=args.quick, out=args.out,
+                     **({'pilot': pilot_runs, 'choice': choice} if pilot else {}))
   wall = time.time() - started
+  every = runs | {f'pilot/{name}': rs for name, rs in pilot_runs.items()}
   out = results.write_results(
       args.out / 'results.json', paper=paper, title=title, seeds=args.seeds, wall_time_s=wall,
       runs={name: [dataclasses.asdict(r) | {'metrics': _scalars(r.metrics)} for r in rs]
-            for name, rs in runs.items()}, **analysis)
+            for name, rs in every.items()}, **analysis)
   print(f'wrote {args.out / "results.json"} in {wall:.0f} s')
   return out
 

@@ -6,7 +6,10 @@ Two protocols, both on cosine similarity of L2-normalised embeddings (higher = s
   threshold that maximises accuracy on the other 9 folds is applied to it; the result is the
   mean (and std) of the 10 held-out accuracies (`make_pairs`, `kfold_accuracy`).
 - All pairs (IJB-style): every i < j pair of an evaluation set; ROC and the true-accept rate
-  at fixed false-accept rates (`all_pairs`, `tar_at_far`, `roc_curve`). The pairs are scored
+  at fixed false-accept rates (`all_pairs`, `tar_at_far`, `roc_curve`), the normalised partial
+  area under the ROC up to a FAR (`partial_auc`), and TAR at FAR over bootstrap resamples of the
+  identities (`bootstrap_tar_at_far`: how much the number moves with the identities tested).
+  The pairs are scored
   a block of rows at a time and only the highest negatives a FAR needs are kept, so memory
   stays O(N * block + positives + max_far * negatives), never N x N. A FAR of 1e-4 is only
   measured when at least 1 / 1e-4 negative pairs exist, so every TAR comes with the number of
@@ -95,37 +98,50 @@ def kfold_accuracy(scores: np.ndarray, same: np.ndarray, num_folds: int = 10
 @dataclasses.dataclass(frozen=True)
 class AllPairs:
   """Every i < j pair of an evaluation set, kept as what TAR at FAR <= `max_far` needs: all
-  positive (same-label) scores, the highest negative scores and the number of negatives."""
+  positive (same-label) scores, the highest negative scores and the number of negatives; with
+  the identity (0..C-1, in sorted label order) behind each kept score and each identity's size,
+  for resampling identities."""
   positives: np.ndarray  # cosine similarity of every same-label pair, any order
-  top_negatives: np.ndarray  # the floor(max_far * num_negatives) + 1 highest, descending
+  top_negatives: np.ndarray  # the floor(max_far * num_negatives) + 1 highest (+ ties), descending
   num_negatives: int
   max_far: float
+  positive_ids: np.ndarray | None = None  # [P] identity of each positive pair
+  top_negative_ids: np.ndarray | None = None  # [K, 2] identities of each kept negative pair
+  identity_sizes: np.ndarray | None = None  # [C] images of each identity
 
 
 def all_pairs(embeddings: np.ndarray, labels: np.ndarray, max_far: float = max(DEFAULT_FARS),
               block_rows: int = 256) -> AllPairs:
   """Cosine similarities of every pair i < j, computed `block_rows` rows at a time (never an
-  N x N matrix); negatives beyond the highest floor(max_far * num_negatives) + 1 are dropped
-  as the blocks go (a running cut-off, so most of a block is discarded by one comparison)."""
+  N x N matrix); negatives below the highest floor(max_far * num_negatives) + 1 (ties with the
+  lowest of them kept) are dropped as the blocks go (a running cut-off, so most of a block is
+  discarded by one comparison)."""
   x = normalize(embeddings)
-  labels = np.asarray(labels)
+  _, ids = np.unique(np.asarray(labels), return_inverse=True)
+  ids = ids.reshape(-1)
   n = len(x)
-  classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+  classes = [np.flatnonzero(ids == c) for c in range(int(ids.max()) + 1 if n else 0)]
   positives = [(x[idx] @ x[idx].T)[np.triu_indices(len(idx), k=1)] for idx in classes]
+  positive_ids = [np.full(len(p), c) for c, p in enumerate(positives)]
   num_negatives = n * (n - 1) // 2 - sum(len(idx) * (len(idx) - 1) // 2 for idx in classes)
   keep = min(int(np.floor(max_far * num_negatives)) + 1, num_negatives)
-  negatives, cut = np.zeros((0,), np.float64), -np.inf
+  negatives, pair_ids, cut = np.zeros((0,), np.float64), np.zeros((0, 2), np.int64), -np.inf
   for start in range(0, n, block_rows):
     stop = min(start + block_rows, n)
     sims = x[start:stop] @ x[start:].T  # rows start..stop-1 against columns start..n-1
     r, c = np.nonzero(sims >= cut)
-    negative = (c + start > r + start) & (labels[r + start] != labels[c + start])
-    negatives = np.concatenate([negatives, sims[r[negative], c[negative]]])
-    if len(negatives) > keep:  # only the highest `keep` can matter from here on
-      negatives = np.partition(negatives, len(negatives) - keep)[-keep:]
-      cut = negatives.min()
-  top = np.sort(negatives)[::-1][:keep]
-  return AllPairs(np.concatenate(positives), top, int(num_negatives), float(max_far))
+    r, c = r + start, c + start
+    negative = (c > r) & (ids[r] != ids[c])
+    negatives = np.concatenate([negatives, sims[r[negative] - start, c[negative] - start]])
+    pair_ids = np.concatenate([pair_ids, np.stack([ids[r[negative]], ids[c[negative]]], 1)])
+    if len(negatives) > keep:  # only the highest `keep` (and ties) can matter from here on
+      cut = np.partition(negatives, len(negatives) - keep)[len(negatives) - keep]
+      top = negatives >= cut
+      negatives, pair_ids = negatives[top], pair_ids[top]
+  order = np.argsort(-negatives, kind='stable')
+  return AllPairs(np.concatenate(positives), negatives[order], int(num_negatives),
+                  float(max_far), np.concatenate(positive_ids).astype(np.int64),
+                  pair_ids[order], np.array([len(idx) for idx in classes], np.int64))
 
 
 def _tar_at_far(positives: np.ndarray, top_negatives: np.ndarray, num_negatives: int,
@@ -177,11 +193,78 @@ def roc_curve(pairs: AllPairs, fars: np.ndarray | None = None) -> tuple[np.ndarr
   return np.asarray(fars, np.float64), np.array([table[float(f)]['tar'] for f in fars])
 
 
+def partial_auc(pairs: AllPairs, max_far: float) -> float:
+  """Area under the ROC (TAR against FAR, linear between its points, as scikit-learn's
+  `roc_curve` + trapezoids) from FAR 0 to `max_far`, divided by `max_far`: 1 for perfect
+  separation, `max_far / 2` for random scores. A group of c negatives tied at score v spans c
+  steps of FAR (1 / num_negatives each) over which TAR goes linearly from the share of
+  positives > v to the share >= v."""
+  if max_far > pairs.max_far:
+    raise ValueError(f'partial_auc up to {max_far} needs the negatives down to that FAR: pass '
+                     'a larger max_far to all_pairs')
+  num_neg = pairs.num_negatives
+  if not num_neg or not len(pairs.positives):
+    return float('nan')
+  span = max_far * num_neg  # FAR up to max_far, in units of one negative
+  values, counts = np.unique(pairs.top_negatives, return_counts=True)
+  values, counts = values[::-1], counts[::-1].astype(np.float64)  # highest first
+  starts = np.concatenate([[0.0], np.cumsum(counts)[:-1]])
+  pos = np.sort(pairs.positives)
+  above = (len(pos) - np.searchsorted(pos, values, side='right')) / len(pos)
+  at_least = (len(pos) - np.searchsorted(pos, values, side='left')) / len(pos)
+  covered = np.clip(span - starts, 0.0, counts)  # the part of each group below max_far
+  area = covered * above + (at_least - above) * covered ** 2 / (2 * counts)
+  return float(np.sum(area) / span)
+
+
+def bootstrap_tar_at_far(pairs: AllPairs, far: float, num_resamples: int = 200, seed: int = 0
+                         ) -> np.ndarray:
+  """TAR at `far` on `num_resamples` bootstrap resamples of the identities [num_resamples].
+
+  A resample draws C identities with replacement (weights w_c = how often c was drawn); a
+  positive pair of c counts w_c times, a negative pair of c, d w_c w_d times (pairs between two
+  copies of one identity are left out), and the threshold is the weighted analogue of
+  `tar_at_far`'s: accept score > t, the weight of negatives above t at most far x their total.
+  Same `seed` -> the same resamples for any embeddings of the same identities, so two
+  embedders can be compared resample by resample. All weights 1 give `tar_at_far`'s TAR."""
+  if pairs.positive_ids is None or pairs.identity_sizes is None:
+    raise ValueError('pairs carry no identities: build them with all_pairs')
+  c = len(pairs.identity_sizes)
+  weights = np.random.default_rng(seed).multinomial(c, np.full(c, 1.0 / c), num_resamples)
+  return tar_at_far_weighted(pairs, far, weights.astype(np.float64))
+
+
+def tar_at_far_weighted(pairs: AllPairs, far: float, weights: np.ndarray) -> np.ndarray:
+  """TAR at `far` with identity weights [R, C] (see `bootstrap_tar_at_far`) [R]; NaN where the
+  kept negatives do not reach the weighted FAR (raise `all_pairs`' max_far). The threshold is
+  first looked for among the 4 far x num_negatives highest negatives, then among all kept."""
+  sizes = pairs.identity_sizes.astype(np.float64)
+  w = np.atleast_2d(np.asarray(weights, np.float64))
+  allowed = far * ((w @ sizes) ** 2 - (w ** 2) @ (sizes ** 2)) / 2  # [R]
+  threshold = np.full(len(w), np.nan)
+  todo = np.arange(len(w))
+  kept = len(pairs.top_negatives)
+  for limit in sorted({min(kept, int(np.ceil(4 * far * pairs.num_negatives)) + 1), kept}):
+    a, b = pairs.top_negative_ids[:limit, 0], pairs.top_negative_ids[:limit, 1]
+    cum = np.cumsum(w[todo][:, a] * w[todo][:, b], axis=1)  # negatives highest first
+    over = cum > allowed[todo, None]
+    found = over.any(axis=1)
+    threshold[todo[found]] = pairs.top_negatives[np.argmax(over[found], axis=1)]
+    todo = todo[~found]
+    if not len(todo):
+      break
+  pos_w = w[:, pairs.positive_ids]  # [R, P]
+  accepted = pairs.positives[None, :] > threshold[:, None]
+  tar = np.sum(pos_w * accepted, axis=1) / np.maximum(np.sum(pos_w, axis=1), 1e-300)
+  return np.where(np.isnan(threshold), np.nan, tar)
+
+
 def evaluate_embeddings(embeddings: np.ndarray, labels: np.ndarray, pairs: np.ndarray,
                         fars: Sequence[float] = DEFAULT_FARS, num_folds: int = 10
                         ) -> dict[str, float]:
-  """Both protocols as one flat dict: accuracy (+ std) on `pairs`, and for every FAR
-  `tar@far=...` with `negatives@far=...` (false accepts allowed), plus the pair counts."""
+  """Both protocols as one flat dict: accuracy (+ std) on `pairs`, for every FAR
+  `tar@far=...` with `negatives@far=...` (false accepts allowed), the partial AUC up to the
+  largest FAR (`pauc@far=...`), plus the pair counts."""
   kfold = kfold_accuracy(pair_scores(embeddings, pairs), pairs[:, 2], num_folds)
   every = all_pairs(embeddings, labels, max(fars))
   out = {'accuracy': kfold['accuracy'], 'accuracy_std': kfold['accuracy_std'],
@@ -189,4 +272,5 @@ def evaluate_embeddings(embeddings: np.ndarray, labels: np.ndarray, pairs: np.nd
   for far, row in tar_at_far(every, fars=fars).items():
     out[f'tar@far={far:g}'] = row['tar']
     out[f'negatives@far={far:g}'] = row['false_accepts']
+  out[f'pauc@far={max(fars):g}'] = partial_auc(every, max(fars))
   return out

@@ -17,7 +17,7 @@ from tests.testutil import run_main
 
 @pytest.mark.slow
 def test_sweep_run_equals_common_main(tmp_path):
-  arms = {a.name: a for a in reproduce.arms(quick=True, steps=5)}
+  arms = {a.name: a for a in reproduce.arms(quick=True, choice={'steps': 5})}
   runs = sweep.run_sweep([arms['pretrain'], arms['iou']], [1], str(tmp_path / 'sweep'))
   pre, run = runs['pretrain'][0], runs['iou'][0]
   assert 0 <= pre.metrics['accuracy'] <= 1
@@ -34,7 +34,7 @@ def test_sweep_run_equals_common_main(tmp_path):
 
 
 def test_arm_configs():
-  arms = {a.name: a for a in reproduce.arms(quick=False, steps=1800)}
+  arms = {a.name: a for a in reproduce.arms(quick=False, choice={'steps': 1800})}
   assert list(arms) == ['pretrain', *reproduce.ARMS]
   for name, arm in list(arms.items())[1:]:
     assert arm.overrides['detector.backbone_init'] == sweep.After('pretrain')
@@ -82,8 +82,8 @@ def test_analysis_of_hand_made_runs(tmp_path):
   runs['pretrain'] = [sweep.Run('pretrain', s, '', '', {'accuracy': 0.98}) for s in range(3)]
   pilot = {'atss': [_run(tmp_path, 'atss', 0, 40.0, 0.0, pos['atss'], 'pilot')],
            'iou': [_run(tmp_path, 'iou', 0, 38.0, 0.0, pos['iou'], 'pilot')]}
-  out = reproduce.analyse(runs, quick=True, out=tmp_path, pilot=pilot, steps=5,
-                          plateaus={'atss': 2, 'iou': 2})
+  out = reproduce.analyse(runs, quick=True, out=tmp_path, pilot=pilot,
+                          choice={'steps': 5, 'plateau_steps': {'atss': 2, 'iou': 2}})
   verdicts = {c['claim'].split(':')[0].split(' (')[0]: c['verdict'] for c in out['claims']}
   assert verdicts == {
       'ATSS beats RetinaNet IoU assignment': 'reproduced',

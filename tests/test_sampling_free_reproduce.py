@@ -16,7 +16,7 @@ from tests.testutil import run_main
 
 @pytest.mark.slow
 def test_sweep_run_equals_common_main(tmp_path):
-  arms = {a.name: a for a in reproduce.arms(quick=True, steps=5)}
+  arms = {a.name: a for a in reproduce.arms(quick=True, choice={'steps': 5})}
   runs = sweep.run_sweep([arms['pretrain'], arms['sampling_free']], [0],
                          str(tmp_path / 'sweep'))
   pre, run = runs['pretrain'][0], runs['sampling_free'][0]
@@ -35,7 +35,7 @@ def test_sweep_run_equals_common_main(tmp_path):
 
 
 def test_arm_configs():
-  arms = {a.name: a for a in reproduce.arms(quick=False, steps=900)}
+  arms = {a.name: a for a in reproduce.arms(quick=False, choice={'steps': 900})}
   assert list(arms) == ['pretrain', *reproduce.ARMS]
   configs = {n: sweep.load_config(a.config, {**a.overrides, 'detector.backbone_init': ''})
              for n, a in arms.items() if n != 'pretrain'}
@@ -70,8 +70,8 @@ def test_analysis_of_hand_made_runs(tmp_path):
           for a, vals in ap.items()}
   runs['pretrain'] = [sweep.Run('pretrain', s, '', '', {'accuracy': 0.97}) for s in range(3)]
   pilot = {n: [_run(tmp_path, n, 0, 30.0, 0.0, 'pilot')] for n in reproduce.PILOT_ARMS}
-  out = reproduce.analyse(runs, quick=True, out=tmp_path, pilot=pilot, steps=5,
-                          plateaus={'focal': 2, 'sampling_free': 4})
+  out = reproduce.analyse(runs, quick=True, out=tmp_path, pilot=pilot,
+                          choice={'steps': 5, 'plateau_steps': {'focal': 2, 'sampling_free': 4}})
   assert [c['verdict'] for c in out['claims']] == ['reproduced'] * 5
   noninferior, bce, bias, gls, threshold = out['claims']
   assert noninferior['kind'] == 'noninferiority' and noninferior['margin'] == 1.0

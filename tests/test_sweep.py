@@ -131,3 +131,31 @@ def test_auto_jobs_runs_one_process_per_core_unless_seeds_are_vmapped(monkeypatc
   assert sweep.auto_jobs(ARMS + vmapped, quick=False) == 1
   monkeypatch.setattr(os, 'cpu_count', lambda: 64)
   assert sweep.auto_jobs(ARMS, quick=False) == sweep.MAX_AUTO_JOBS
+
+
+def test_pilot_choice_sets_the_main_arms(tmp_path):
+  """`sweep.Pilot`: its sweep runs first (in <workdir>/pilot, on the first seed), its choice is
+  saved and reaches the main arms and the analysis, its runs are listed in results.json."""
+  seen = {}
+
+  def choose(runs, quick):
+    best = min(runs, key=lambda n: runs[n][0].metrics['bits_per_char'])
+    return {'lr': {'lr0.003': 3e-3, 'lr0.001': 1e-3}[best]}
+
+  def arms(quick, choice):
+    return [dataclasses.replace(ARMS[0], name='main',
+                                overrides={**ARMS[0].overrides, 'optim.lr': choice['lr']})]
+
+  def analyse(runs, quick, out, pilot, choice):
+    seen.update(pilot=sorted(pilot), choice=choice, lr=runs['main'][0].command)
+    return {'claims': []}
+
+  out = sweep.main('toy', 'Toy', arms, analyse, (0, 1), [f'--workdir={tmp_path}', '--jobs=1',
+                   f'--out={tmp_path / "out"}'], pilot=sweep.Pilot(lambda quick: ARMS, choose))
+  saved = json.loads((tmp_path / 'pilot' / 'choice.json').read_text())
+  assert saved == seen['choice'] and saved['lr'] in (3e-3, 1e-3)
+  assert seen['pilot'] == ['lr0.001', 'lr0.003']
+  assert f"--config.optim.lr={saved['lr']!r}" in seen['lr']
+  assert sorted(out['runs']) == ['main', 'pilot/lr0.001', 'pilot/lr0.003']
+  assert [r['seed'] for r in out['runs']['pilot/lr0.003']] == [0]
+  assert [r['seed'] for r in out['runs']['main']] == [0, 1]

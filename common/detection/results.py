@@ -4,8 +4,6 @@ of the training length, the COCO-metric table rows (arms and floors) and the acc
 
 from __future__ import annotations
 
-import json
-import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,35 +28,25 @@ def choose_steps(pilot: Mapping[str, Sequence[sweep.Run]], tol: float, multiple:
   return schedule.round_steps(max(per_arm.values()), multiple), per_arm
 
 
-def reproduce_with_pilot(paper: str, title: str, seeds: Sequence[int],
-                         quick_seeds: Sequence[int], tol: float, pretrain_arm: Callable,
-                         pilot_arms: Callable, arms: Callable, analyse: Callable,
-                         argv: Sequence[str] | None = None) -> dict:
-  """A detection reproduction in three stages, each a `common.sweep` of `common.main` runs:
-  `pretrain_arm(quick)` on every seed, `pilot_arms(quick, backbone_workdir)` on the first seed
-  (in `<workdir>/pilot`; the main length from `choose_steps`, written to `pilot/choice.json`),
-  then `arms(quick, steps)` through `sweep.main`; `analyse(runs, quick=, out=, pilot=, steps=,
-  plateaus=)` judges them."""
-  args = sweep.parse_args(paper, seeds, argv, quick_seeds)
-  stage: dict = {}
+def pilot(pretrain_arm: Callable[[bool], sweep.Arm],
+          detector_arms: Callable[[bool, sweep.After], Sequence[sweep.Arm]],
+          tol: float) -> sweep.Pilot:
+  """The pilot of a detection reproduction: the backbone pretraining and
+  `detector_arms(quick, backbone)` from it, at constant lr; its choice is {'steps': the main
+  length (`choose_steps`), 'plateau_steps': {arm: its plateau step}}."""
 
-  def main_arms(quick: bool) -> list[sweep.Arm]:
-    pre = sweep.run_sweep([pretrain_arm(quick)], args.seeds, args.workdir, jobs=args.jobs,
-                          desc=f'{paper} pretrain')['pretrain']
-    backbone = next(r.workdir for r in pre if r.seed == args.seeds[0])
-    root = pathlib.Path(args.workdir) / 'pilot'
-    stage['pilot'] = sweep.run_sweep(pilot_arms(quick, backbone), [args.seeds[0]], str(root),
-                                     jobs=args.jobs, desc=f'{paper} pilot')
-    stage['steps'], stage['plateaus'] = choose_steps(stage['pilot'], tol, 5 if quick else 100)
-    (root / 'choice.json').write_text(json.dumps(
-        {'steps': stage['steps'], 'plateau_steps': stage['plateaus']}, indent=2) + '\n')
-    return arms(quick, stage['steps'])
+  def choose(runs: Mapping[str, Sequence[sweep.Run]], quick: bool) -> dict[str, Any]:
+    steps, plateaus = choose_steps(detectors(runs), tol, 5 if quick else 100)
+    return {'steps': steps, 'plateau_steps': plateaus}
 
-  def analyse_all(runs, *, quick, out):
-    return analyse(runs, quick=quick, out=out, pilot=stage['pilot'], steps=stage['steps'],
-                   plateaus=stage['plateaus'])
+  return sweep.Pilot(
+      lambda quick: [pretrain_arm(quick), *detector_arms(quick, sweep.After('pretrain'))],
+      choose)
 
-  return sweep.main(paper, title, main_arms, analyse_all, seeds, argv, quick_seeds=quick_seeds)
+
+def detectors(runs: Mapping[str, Sequence[sweep.Run]]) -> dict[str, Sequence[sweep.Run]]:
+  """The detector arms of a sweep (every arm but the backbone pretraining)."""
+  return {n: rs for n, rs in runs.items() if n != 'pretrain'}
 
 
 def metrics_row(label: str, per_seed_ap: Sequence[float], runs: Sequence[sweep.Run],

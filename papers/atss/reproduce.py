@@ -65,17 +65,17 @@ def pretrain_arm(quick: bool) -> sweep.Arm:
   return sweep.Arm('pretrain', BACKBONE + (':smoke' if quick else ''))
 
 
-def pilot_arms(quick: bool, backbone: str) -> list[sweep.Arm]:
-  """ATSS and IoU at constant lr, from the pretrained backbone at `backbone` (a workdir)."""
+def pilot_arms(quick: bool, backbone: sweep.After) -> list[sweep.Arm]:
+  """ATSS and IoU at constant lr, from the pretrained backbone (the pilot's `pretrain` run)."""
   return [sweep.Arm(name, spec(quick, ','.join(a for a in (ARMS[name][1], 'pilot') if a)),
                     {**ARMS[name][2], 'detector.backbone_init': backbone})
           for name in PILOT_ARMS]
 
 
-def arms(quick: bool, steps: int | None = None) -> list[sweep.Arm]:
-  """The pretraining arm and the detector arms; with `steps` (the pilot's choice) they train
-  that long with the 1x schedule's shape (`schedule.one_x`), else the config's STEPS."""
-  length = schedule.one_x(steps) if steps else {}
+def arms(quick: bool, choice: dict | None = None) -> list[sweep.Arm]:
+  """The pretraining arm and the detector arms; with the pilot's `choice` they train its
+  `steps` with the 1x schedule's shape (`schedule.one_x`), else the config's STEPS."""
+  length = schedule.one_x(choice['steps']) if choice else {}
   return [pretrain_arm(quick)] + [
       sweep.Arm(name, spec(quick, arg),
                 {**overrides, **length, 'detector.backbone_init': sweep.After('pretrain')})
@@ -139,8 +139,8 @@ def claims_of(ap: dict, runs: dict, floor: stats.Floor, conv: dict) -> list[dict
 
 
 def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
-            pilot: dict[str, list[sweep.Run]] | None = None, steps: int | None = None,
-            plateaus: dict[str, int] | None = None) -> dict:
+            pilot: dict[str, list[sweep.Run]] | None = None, choice: dict | None = None
+            ) -> dict:
   pretrained = runs.get('pretrain', [])
   runs = {n: rs for n, rs in runs.items() if n in ARMS}
   ap = sweep.metric(runs, 'AP')
@@ -152,7 +152,8 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
           for a, rs in runs.items()}
   claims = claims_of(ap, runs, floor, conv)
   n_seeds = len(next(iter(runs.values())))
-  length = steps or config.train.steps
+  length = choice['steps'] if choice else config.train.steps
+  pilot = detres.detectors(pilot or {})
   rows = [detres.metrics_row(LABELS[n], ap[n], rs)
           + [PAPER_AP.get(n, ''), round(conv[n]['improvement'], 2) + 0.0]
           for n, rs in runs.items()]
@@ -172,7 +173,7 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
                   round(size_spread(rs[0].metrics), 3)] for n, rs in runs.items()]),
   ]
   if pilot:
-    tables.append(detres.pilot_table(pilot, plateaus, length, LABELS, PLATEAU_TOL))
+    tables.append(detres.pilot_table(pilot, choice['plateau_steps'], length, LABELS, PLATEAU_TOL))
   fig, axes = plots.figure(3 if pilot else 2)
   plots.bars(axes[0], {LABELS[n]: ap[n] for n in runs}, ylabel='COCO AP (val)',
              title=f'After {length} steps', floor=floor.value, floor_label='random-class floor')
@@ -210,8 +211,8 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
 
 def main(argv=None) -> dict:
   """Pretraining (every seed), the pilot, then the main arms at the pilot's length."""
-  return detres.reproduce_with_pilot(PAPER, TITLE, SEEDS, QUICK_SEEDS, PLATEAU_TOL, pretrain_arm,
-                                     pilot_arms, arms, analyse, argv)
+  return sweep.main(PAPER, TITLE, arms, analyse, SEEDS, argv, QUICK_SEEDS,
+                    detres.pilot(pretrain_arm, pilot_arms, PLATEAU_TOL))
 
 
 if __name__ == '__main__':

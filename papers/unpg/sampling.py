@@ -1,14 +1,27 @@
-"""Identity-balanced batches: P classes x K samples each, pure in (seed, step).
+"""Training batches, pure in (seed, step).
 
-Margin losses with mini-batch pairs need positives and many negatives in every batch; the
-official code reads shuffled face datasets with ~100k identities, where a random batch has
-almost only negatives. With 136 training classes an identity-balanced batch (as in metric
-learning samplers) keeps the positive/negative pair mix fixed.
+`shuffled_batch` draws them as the official code does (a `DataLoader` with `shuffle=True`,
+`drop_last=True`): each epoch is a fresh permutation of the training images cut into batches,
+so a batch holds whatever identities the permutation puts together. `identity_balanced_batch`
+(P classes x K samples, as metric-learning samplers) is kept as an option.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+SAMPLERS = ('shuffled', 'balanced')
+
+
+def shuffled_batch(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+  """Rows of global batch `step`: slice `step % E` of the permutation of epoch `step // E`
+  (E = num_examples // batch_size batches per epoch, the remainder dropped)."""
+  per_epoch = num_examples // batch_size
+  if per_epoch < 1:
+    raise ValueError(f'batch_size={batch_size} > {num_examples} examples')
+  epoch, index = divmod(step, per_epoch)
+  order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  return order[index * batch_size:(index + 1) * batch_size].astype(np.int64)
 
 
 def class_index(labels: np.ndarray) -> list[np.ndarray]:
