@@ -223,7 +223,12 @@ def rs2_workload(quick: bool) -> Workload:
                                          config.data.num_test)
   model = rs.Classifier(tuple(config.model.features))
   params = _init(model, train_x[:1], config.seed)
-  loss_fn, _ = rs.make_loss_and_eval(model)
+  members_loss, _ = rs.make_loss_and_eval(model, ['seed0'])
+
+  def loss_fn(params, batch, rng):  # one member: parameters [1, ...], batch [B, 1, ...]
+    return members_loss(jax.tree.map(lambda x: x[None], params),
+                        jax.tree.map(lambda x: x[:, None], batch), rng)
+
   indices = subsets.batch_sampler(config.data.sampler.to_dict(), len(train_x),
                                   config.train.batch_size, config.seed)
   arrays = {'image': train_x, 'label': train_y}

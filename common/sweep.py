@@ -293,11 +293,14 @@ class Pilot:
 def main(paper: str, title: str, arms: Callable[..., Sequence[Arm]],
          analyse: Callable[..., dict], default_seeds: Sequence[int],
          argv: Sequence[str] | None = None, quick_seeds: Sequence[int] | None = None,
-         pilot: Pilot | None = None) -> dict:
+         pilot: Pilot | None = None, jobs: int = 0) -> dict:
   """Runs a paper's reproduction: its `pilot` if any, its arms x seeds, then
   `analyse(runs, quick=, out=)` -> {'claims', 'tables', 'plots', 'notes'}; writes
-  `results.json` once, at the end (the pilot's runs under `pilot/<arm>`)."""
+  `results.json` once, at the end (the pilot's runs under `pilot/<arm>`). `jobs`: the paper's
+  measured best number of runs at once, where `auto_jobs` guesses wrong (`--jobs` overrides)."""
   args = parse_args(paper, default_seeds, argv, quick_seeds)
+  if not args.jobs and not args.quick:
+    args.jobs = jobs
   common.add_xla_flags(*common.CPU_XLA_FLAGS)
   import jax
   jax.config.update('jax_compilation_cache_dir', str(ROOT / '.cache' / 'jax_reproduce'))

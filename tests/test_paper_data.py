@@ -69,7 +69,7 @@ def test_rs2_paper_config_steps_on_cifar10_files(fmt, tmp_path):
   result = rs2.train_and_evaluate(config, str(tmp_path / 'work'))
   assert int(result.state.step) == 1
   kernel = jax.tree.leaves(result.state.params)
-  assert any(k.ndim == 4 and k.shape[2] == 3 for k in kernel)  # RGB input, not MNIST
+  assert any(k.ndim == 5 and k.shape[3] == 3 for k in kernel)  # RGB input (one member), not MNIST
   assert 0.0 <= result.eval_metrics['accuracy'] <= 1.0
 
 

@@ -1,5 +1,6 @@
-"""RS2 experiment: the budget-adapted schedule and evaluation period, pruning arms from a
-pre-training run, the floors, 8 devices == 1 device."""
+"""RS2 experiment: the budget-adapted schedule and evaluation period, seeds trained together equal
+each seed alone, the pilot's validation split, pruning arms from a pre-training run, the floors,
+8 devices == 1 device."""
 
 import json
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from common import checkpoint, train
+from common.experiment import read_result
 from common.experiment import train_and_evaluate as run_path
 from configs.rs2 import mnist as mnist_config
 from papers.rs2 import experiment
@@ -22,32 +24,42 @@ def smoke(mode='rs2', **overrides):
 
 
 def test_adapted_schedule_step_count():
+  rounds = mnist_config.ROUNDS
   c = mnist_config.get_config('rs2')  # 8000 x 10% = 800 per round, batch 16 -> 50 steps
-  assert experiment.steps_for(c) == 50 * c.train.rounds
+  assert experiment.steps_for(c) == 50 * rounds
   c = mnist_config.get_config('static,r2')  # 160 per round -> 10 steps, same for every arm
-  assert experiment.steps_for(c) == 10 * c.train.rounds
-  replacement = mnist_config.get_config('rs2_replacement,r2')
-  assert experiment.steps_for(replacement) == 10 * c.train.rounds
-  c = mnist_config.get_config('full')
-  assert experiment.steps_for(c) == 500 * c.train.rounds
+  assert experiment.steps_for(c) == 10 * rounds
+  assert experiment.steps_for(mnist_config.get_config('rs2_replacement,r2')) == 10 * rounds
+  # full data matched to the budget of r: the same steps; on its long schedule: ROUNDS epochs
+  assert experiment.steps_for(mnist_config.get_config('full,r2')) == 10 * rounds
+  assert experiment.steps_for(mnist_config.get_config('full')) == 50 * rounds
+  assert experiment.steps_for(mnist_config.get_config('full_long')) == 500 * rounds
+  pre = mnist_config.get_config('pretrain')
+  assert experiment.steps_for(pre) == 500 * mnist_config.PRETRAIN_EPOCHS
+  assert pre.optim.schedule == 'constant'
   # the cosine reaches lr * final_lr_fraction exactly at the last step of the budget
   total = experiment.steps_for(mnist_config.get_config('rs2,r2'))
   sched = train.make_schedule(c.optim, total)
   np.testing.assert_allclose(float(sched(0)), c.optim.lr)
   np.testing.assert_allclose(float(sched(total)), c.optim.lr * 1e-3, rtol=1e-4)
-  # the official per-example step: lr 0.1 at batch 128 -> 0.1 * 16 / 128 at batch 16
+  # the official per-example step: lr 0.1 at batch 128 -> 0.1 * B / 128 at batch B
   assert c.optim.lr == pytest.approx(0.1 * c.train.batch_size / 128)
 
 
-def test_eval_every_round_and_fixed_steps():
+def test_eval_periods_hit_both_budgets():
   r10 = experiment.with_steps(mnist_config.get_config('rs2'))
-  assert r10.train.eval_every == 50 and r10.train.steps == 1500  # a round = 800 / 16 steps
+  assert r10.train.eval_every == 250 and r10.train.steps == 5000  # every 5 rounds of 50 steps
   r2 = experiment.with_steps(mnist_config.get_config('static,r2'))
-  assert r2.train.eval_every == 30  # every 3 rounds of 10 steps
-  full = experiment.with_steps(mnist_config.get_config('full'))
-  assert full.train.eval_every == 500 and full.train.steps == 500 * r10.train.rounds
+  assert r2.train.eval_every == 50  # every 5 rounds of 10 steps
+  long = experiment.with_steps(mnist_config.get_config('full_long'))
+  assert long.train.eval_every == 250 and long.train.steps == 500 * mnist_config.ROUNDS
+  # the stopping-point ablation reads full_long's evaluation at each budget's step count
+  assert r10.train.steps % long.train.eval_every == 0
+  assert r2.train.steps % long.train.eval_every == 0
   pre = experiment.with_steps(mnist_config.get_config('pretrain'))
-  assert pre.train.steps == mnist_config.PRETRAIN_STEPS and pre.train.eval_every == 0
+  assert pre.train.eval_every == 500  # every epoch: the forgetting record
+  pilot = experiment.with_steps(mnist_config.get_config('pilot,r2'))
+  assert pilot.train.steps == r2.train.steps and pilot.data.num_val == mnist_config.NUM_VAL
 
 
 def test_validate_pruning_arm_needs_a_pretrained_run():
@@ -89,34 +101,89 @@ def test_eight_devices_equal_one(runs):
                              atol=1.5 / 80)
 
 
-def test_pruning_arm_trains_on_the_subset_of_the_pretrained_model(tmp_path):
-  run_path(smoke('pretrain'), str(tmp_path / 'pre'))  # the one run path: writes result.json
+def test_vmapped_seeds_equal_each_seed_alone(tmp_path):
+  c = smoke('rs2')
+  with c.unlocked():
+    c.num_seeds = 2
+  both = run_path(c, str(tmp_path / 'both'))
+  assert len(both['per_seed']) == 2
+  for i, seed in enumerate((0, 1)):
+    one = smoke('rs2')
+    with one.unlocked():
+      one.seed = seed
+    alone = run_path(one, str(tmp_path / f'seed{seed}'))['per_seed'][0]
+    assert set(alone) == set(both['per_seed'][i])
+    for key, value in alone.items():
+      np.testing.assert_allclose(both['per_seed'][i][key], value, rtol=1e-4, atol=1e-5,
+                                 err_msg=key)
+    params = checkpoint.restore_params(str(tmp_path / f'seed{seed}'))
+    stacked = checkpoint.restore_params(str(tmp_path / 'both'))
+    jax.tree.map(lambda x, y, i=i: np.testing.assert_allclose(x[i], y[0], rtol=2e-4, atol=2e-5),
+                 stacked, params)
+
+
+def test_pilot_holds_out_validation_from_training(tmp_path):
+  c = smoke('pilot')
+  train_x, train_y, val_x, val_y = experiment.splits(c)
+  all_x, all_y, test_x, _ = experiment.load_data(c)
+  assert len(val_x) == c.data.num_val and len(train_x) == c.data.num_train - c.data.num_val
+  np.testing.assert_array_equal(np.concatenate([train_x, val_x]), all_x)
+  np.testing.assert_array_equal(np.concatenate([train_y, val_y]), all_y)
+  # its accuracy is on the validation split: the majority class of val, not of test
+  m = run_path(c, str(tmp_path / 'pilot'))
+  assert m['chance_accuracy'] == np.bincount(val_y).max() / len(val_y)
+  assert m['train_steps'] == experiment.steps_for(c)  # full data for the budget of r
+
+
+def test_pruning_arms_select_with_the_pretrained_run(tmp_path):
+  pre_config = smoke('pretrain')
+  with pre_config.unlocked():
+    pre_config.num_seeds = 2
+  run_path(pre_config, str(tmp_path / 'pre'))  # the one run path: writes result.json
   pre_params = checkpoint.restore_params(str(tmp_path / 'pre'))
+  steps = experiment.steps_for(pre_config)
+  # the forgetting record: one [members, N] correctness per epoch, the last one the final model's
+  train_x, train_y, test_x, test_y = experiment.load_data(pre_config)
+  model = experiment.Classifier(tuple(pre_config.model.features))
+  record = experiment.load_train_correct(str(tmp_path / 'pre'), steps)
+  assert record.shape == (pre_config.train.epochs, 2, len(train_x))
+  logits = experiment.predict(model, pre_params, train_x, 100)
+  np.testing.assert_array_equal(record[-1], np.argmax(logits, -1) == train_y[None])
+  k = experiment.subsets.subset_size(len(train_x), 0.1)
+  for method in ('el2n', 'forgetting', 'kcenter'):
+    c = smoke(method)
+    with c.unlocked():
+      c.seed, c.selection.pretrained_workdir = 1, str(tmp_path / 'pre')
+    m = run_path(c, str(tmp_path / method))
+    assert m['pretrain_steps'] == steps and m['train_steps'] == experiment.steps_for(c)
+    chosen = experiment.select_subset(c, model, experiment.Pretrained(str(tmp_path / 'pre')), 1,
+                                      train_x, train_y)
+    if method == 'el2n':  # seed 1 = member 1 of the pre-training run
+      want = experiment.pruning.top_k_balanced(np.asarray(experiment.pruning.el2n_scores(
+          logits[1], train_y)), train_y, k)
+    elif method == 'forgetting':
+      want = experiment.pruning.top_k_balanced(
+          experiment.pruning.forgetting_events(record[:, 1]), train_y, k)
+    else:
+      _, feats = experiment.predict(model, pre_params, train_x, 100, return_features=True)
+      want = experiment.pruning.k_center_greedy(feats[1], k, 1)
+    np.testing.assert_array_equal(chosen, want)
+  # a seed the pre-training run did not train is refused
   c = smoke('el2n')
   with c.unlocked():
-    c.selection.pretrained_workdir = str(tmp_path / 'pre')
-  result = experiment.train_and_evaluate(c, str(tmp_path / 'el2n'))
-  m = result.eval_metrics
-  assert m['pretrain_steps'] == 5 and m['train_steps'] == experiment.steps_for(c)
-  # the subset: EL2N top-k (class-balanced) of the pre-trained model's outputs
-  train_x, train_y, test_x, test_y = experiment.load_data(c)
-  model = experiment.Classifier(tuple(c.model.features))
-  logits, _ = experiment.model_outputs(model, pre_params, train_x, 100)
-  k = experiment.subsets.subset_size(len(train_x), c.data.sampler.fraction)
-  want = experiment.pruning.top_k_balanced(
-      np.asarray(experiment.pruning.el2n_scores(logits, train_y)), train_y, k)
-  np.testing.assert_array_equal(experiment.select_subset(
-      c, model, pre_params, train_x, train_y), want)
+    c.seed, c.selection.pretrained_workdir = 5, str(tmp_path / 'pre')
+  with pytest.raises(experiment.cfglib.ConfigError, match='not seed 5'):
+    experiment.train_and_evaluate(c, str(tmp_path / 'bad'))
   # floors on the same test split: the majority class and the untrained network
+  m = read_result(str(tmp_path / 'el2n'))['metrics']
   assert m['chance_accuracy'] == np.bincount(test_y).max() / len(test_y)
-  _, eval_fn = experiment.make_loss_and_eval(model)
-  init = model.init(jax.random.key(c.seed), experiment.as_float(train_x[:1]))
+  init = model.init(jax.random.key(1), experiment.as_float(train_x[:1]))
   logits = model.apply(init, experiment.as_float(test_x))
   assert m['untrained_accuracy'] == pytest.approx(float(np.mean(np.argmax(logits, -1) == test_y)),
                                                   abs=1e-6)
-  # per-round evaluation in metrics.jsonl, the last one the final metric
+  # evaluation every round in metrics.jsonl, the last one the final metric
   rows = [json.loads(line) for line in (tmp_path / 'el2n' / 'metrics.jsonl').open()]
-  evals = [(r['step'], r['eval/accuracy']) for r in rows if 'eval/accuracy' in r]
-  per_round = experiment.steps_per_round(experiment.with_steps(c))
+  evals = [(r['step'], r['eval/accuracy/seed0']) for r in rows if 'eval/accuracy/seed0' in r]
+  per_round = experiment.steps_per_round(c)
   assert [s for s, _ in evals] == list(range(per_round, m['train_steps'] + 1, per_round))
   assert evals[-1][1] == m['accuracy']

@@ -1,4 +1,4 @@
-"""RS2 pruning baselines: EL2N scores, class-balanced top-k, k-center greedy."""
+"""RS2 pruning baselines: EL2N scores, forgetting events, class-balanced top-k, k-center greedy."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -38,3 +38,15 @@ def test_k_center_greedy_picks_farthest_points():
   assert sorted(np.round(x[chosen, 0]).tolist()) == [-10.0, 0.0, 10.0]
   with pytest.raises(ValueError):
     pruning.k_center_greedy(x, 0, 0)
+
+
+def test_forgetting_events_hand_checked():
+  # looks at 4 examples over 4 epochs (rows): correct -> wrong transitions are events
+  correct = np.array([[1, 0, 1, 0],
+                      [0, 0, 1, 1],
+                      [1, 1, 1, 0],
+                      [0, 1, 0, 1]], bool)
+  # ex 0: 1->0 twice; ex 1: learnt once, never forgotten; ex 2: forgotten at the end;
+  # ex 3: 1->0 once (first look wrong is no event)
+  np.testing.assert_array_equal(pruning.forgetting_events(correct), [2, 0, 1, 1])
+  assert pruning.forgetting_events(np.zeros((3, 2), bool)).tolist() == [0, 0]

@@ -4,6 +4,9 @@ time-to-accuracy.
 
 * EL2N (Paul et al., 2021): score(x, y) = || softmax(f(x)) - onehot(y) ||_2 from a model after a
   short pre-training; keep the k highest-scoring (hardest) examples, class-balanced.
+* Forgetting (Toneva et al., 2019): during the pre-training, count for every example how often
+  it goes from classified correctly to misclassified between two consecutive looks at it; keep
+  the k most forgotten examples, class-balanced (DeepCore's default).
 * k-center greedy coreset (Sener & Savarese, 2018) on the pre-trained model's features: repeatedly
   add the example farthest from the chosen set (a 2-approximation of the minimax cover).
 """
@@ -14,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-METHODS = ('el2n', 'kcenter')
+METHODS = ('el2n', 'forgetting', 'kcenter')
 
 
 def el2n_scores(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -23,6 +26,15 @@ def el2n_scores(logits: jax.Array, labels: jax.Array) -> jax.Array:
   probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
   onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
   return jnp.linalg.norm(probs - onehot, axis=-1)
+
+
+def forgetting_events(correct: np.ndarray) -> np.ndarray:
+  """Forgetting events per example from its correctness at successive looks [T, N] (bool): the
+  number of t with correct[t-1] and not correct[t]; before the first look an example counts as
+  misclassified, so learning it is no event (as DeepCore's `last_acc` starts at 0)."""
+  c = np.asarray(correct, bool)
+  before = np.concatenate([np.zeros_like(c[:1]), c[:-1]])
+  return np.sum(before & ~c, axis=0)
 
 
 def top_k_balanced(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
