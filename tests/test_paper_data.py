@@ -196,7 +196,9 @@ def test_coco_folder_reads_lazily_with_scaled_boxes(coco):
   want = [x * 64 / 72, y * 64 / 96, (x + w - 1) * 64 / 72, (y + h - 1) * 64 / 96]
   np.testing.assert_allclose(train['boxes'][0, 0], want, rtol=1e-5)
   assert train['labels'][0, 0] == [c['id'] for c in CATEGORIES].index(ann['category_id']) + 1
-  assert len(gt['annotations']) == 3 and [c['name'] for c in gt['categories']] == [
+  # the crowd box stays in the evaluation's ground truth as an ignored region (iscrowd=1)
+  assert sorted(a['iscrowd'] for a in gt['annotations']) == [0, 0, 0, 1]
+  assert [c['name'] for c in gt['categories']] == [
       'person', 'car', 'dog']
 
 
