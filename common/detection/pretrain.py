@@ -75,6 +75,26 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   cfglib.validate_train(config, num_devices)
 
 
+def get_config(backbone_features: Sequence[int], smoke: bool = False) -> ml_collections.ConfigDict:
+  """This experiment for a detector's backbone (`detector.backbone_features`): 1000 Adam steps
+  of batch 64 on the 5000 training digits; `smoke` shrinks it to seconds."""
+  c = ml_collections.ConfigDict()
+  c.experiment = 'common.detection.pretrain'
+  c.seed = 0
+  c.num_devices = 1
+  c.data = dict(data_dir='', num_shapes=5000)  # num_shapes: without data, procedural shapes
+  c.detector = dict(backbone_features=tuple(backbone_features))
+  c.train = dict(steps=1000, batch_size=64, log_every=100, eval_every=500, eval_batches=1,
+                 checkpoint_every=1000, keep_checkpoints=1, steps_per_dispatch=1)
+  c.optim = dict(name='adam', lr=2e-3, schedule='cosine', warmup_steps=50, weight_decay=0.0,
+                 grad_clip=0.0, final_lr_fraction=0.0)
+  if smoke:
+    c.data.num_shapes = 100
+    c.train.update(steps=4, batch_size=16, log_every=2, eval_every=2, checkpoint_every=2)
+    c.optim.warmup_steps = 1
+  return c
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:
   """Trains the classifier; eval/accuracy on the validation digits every `train.eval_every`."""
   mesh = parallel.mesh_from_config(config)

@@ -13,23 +13,10 @@ digits of the validation canvases). A detector run loads it with
 import ml_collections
 
 from common.config import config_args
+from common.detection import pretrain
 from configs.sampling_free import mnist_canvas
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  args = config_args(arg, ('smoke',))
-  c = ml_collections.ConfigDict()
-  c.experiment = 'common.detection.pretrain'
-  c.seed = 0
-  c.num_devices = 1
-  c.data = dict(data_dir='', num_shapes=5000)  # num_shapes: without data, procedural shapes
-  c.detector = dict(backbone_features=mnist_canvas.get_config().detector.backbone_features)
-  c.train = dict(steps=1000, batch_size=64, log_every=100, eval_every=500, eval_batches=1,
-                 checkpoint_every=1000, keep_checkpoints=1, steps_per_dispatch=1)
-  c.optim = dict(name='adam', lr=2e-3, schedule='cosine', warmup_steps=50, weight_decay=0.0,
-                 grad_clip=0.0, final_lr_fraction=0.0)
-  if 'smoke' in args:
-    c.data.num_shapes = 100
-    c.train.update(steps=4, batch_size=16, log_every=2, eval_every=2, checkpoint_every=2)
-    c.optim.warmup_steps = 1
-  return c
+  smoke = 'smoke' in config_args(arg, ('smoke',))
+  return pretrain.get_config(mnist_canvas.get_config().detector.backbone_features, smoke)
