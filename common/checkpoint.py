@@ -100,15 +100,20 @@ class Checkpointer:
             'pass a fresh --workdir, or --force_resume to resume anyway')
 
 
-def restore_params(workdir: str) -> Any:
-  """The parameters of the newest checkpoint in another run's `workdir` (a stage that starts
-  from that run: REDI's preference stage from SFT, ParScale's recycling), as numpy arrays in
-  the saved tree structure. One line naming the workdir when it holds no checkpoint."""
+def restore_state(workdir: str) -> Any:
+  """The whole state of the newest checkpoint in another run's `workdir` (a stage that starts
+  from that run), as numpy arrays in the saved tree structure (dataclasses come back as dicts).
+  One line naming the workdir when it holds no checkpoint."""
   directory = f'{workdir.rstrip("/")}/checkpoints'
   manager = ocp.CheckpointManager(directory)
   step = manager.latest_step()
   if step is None:
     raise ConfigError(f'{workdir} holds no checkpoint to start from: run that stage first')
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  state = restored['state']
-  return jax.tree.map(np.asarray, state['params'] if isinstance(state, dict) else state.params)
+  return jax.tree.map(np.asarray, restored['state'])
+
+
+def restore_params(workdir: str) -> Any:
+  """The parameters (`state['params']` or `state.params`) of `restore_state(workdir)`."""
+  state = restore_state(workdir)
+  return state['params'] if isinstance(state, dict) else state.params

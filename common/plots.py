@@ -76,8 +76,9 @@ def legend_outside(ax) -> None:
   ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
-def save(fig, path, n_seeds: int) -> str:
-  """Writes the figure with its caption line; returns the file name."""
+def save(fig, path, n_seeds: int | str) -> str:
+  """Writes the figure with its caption line; returns the file name. `n_seeds`: the number of
+  seeds, or words for it where panels differ (e.g. "each panel's title's")."""
   fig.text(0.01, 0.005, f'Error bars and bands: 95% Student-t interval of the mean over '
            f'{n_seeds} seeds.', fontsize=8, ha='left', va='bottom')
   fig.tight_layout(rect=(0, 0.04, 1, 1))

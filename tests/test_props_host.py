@@ -1,5 +1,7 @@
-"""The gymnasium (MuJoCo) host loop: exact environment checkpoints, kill -9 resume, no hang."""
+"""The gymnasium (MuJoCo) host loop: exact environment checkpoints, kill -9 resume, no hang,
+ClipAction, and the on-policy reference stream."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -9,14 +11,18 @@ import time
 
 import gymnasium as gym
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from common.metrics import read_metrics, without_perf
 from common.rl import host
+from common.rl import loop as looplib
+from common.rl import ppo as ppolib
 from tests.testutil import ROOT, latest_state, run_main, xla_flags
 
-TINY_HOPPER = ('--config=configs/props/hopper.py:smoke', '--config.loop.total_steps=640',
+TINY_HOPPER = ('--config=configs/props/paper_mujoco.py:hopper,props,smoke',
+               '--config.loop.total_steps=640',
                '--config.loop.n=64', '--config.loop.m=32', '--config.checkpoint_every=1',
                '--config.props.se_steps=2')
 
@@ -93,7 +99,7 @@ init = jax.jit(loop.init)
 for i in range(1000):  # a 2-seed vmapped init deadlocked within a few thousand calls
   keys = [jax.random.key(i), jax.random.key(10**6 + i)]
   looplib.init_seeds(init, keys, jnp.zeros((2, 11)))
-config = load_config('configs/props/hopper.py:smoke')
+config = load_config('configs/props/paper_mujoco.py:hopper,props,smoke')
 for i in range(3):
   metrics = experiment.train_and_evaluate(config, tempfile.mkdtemp())
   print('run', i, metrics['auc'], flush=True)
@@ -110,3 +116,78 @@ def test_hopper_quick_path_repeated_does_not_hang():
   assert proc.returncode == 0, proc.stderr[-2000:]
   runs = [line.split() for line in proc.stdout.splitlines() if line.startswith('run ')]
   assert len(runs) == 3 and len({r[2] for r in runs}) == 1  # same config, same result
+
+
+def test_env_action_clips_box_actions_only():
+  box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+  np.testing.assert_array_equal(host.env_action(box, np.array([2.0, -3.0, 0.5])),
+                                [1.0, -1.0, 0.5])
+  assert host.env_action(gym.spaces.Discrete(3), np.int32(2)) == 2
+
+
+class _Recorder(gym.Wrapper):
+  """Records every action the environment receives."""
+  log: list = []
+
+  def step(self, action):
+    _Recorder.log.append((id(self), np.array(action)))
+    return self.env.step(action)
+
+
+TINY = looplib.LoopConfig(total_steps=128, n=64, m=32, b=2, eval_every=1, eval_episodes=1,
+                          ppo=ppolib.PPOConfig(epochs=1, minibatches=2))
+
+
+def test_host_loop_clips_the_actions_the_environment_receives():
+  """With a behaviour std of 3, sampled actions leave [-1, 1]: the buffer keeps them, the
+  environment receives them clipped (gymnasium's ClipAction)."""
+  _Recorder.log = []
+  runner = host.HostRunner(lambda: _Recorder(gym.make('Hopper-v4')), 1, TINY)
+  carry = runner.init([0])
+  carry['state']['behavior']['params']['log_std'] = np.full((1, 3), np.log(3.0), np.float32)
+  carry, _ = runner.block(carry)
+  train_env = id(runner.envs[0])
+  received = np.stack([a for i, a in _Recorder.log if i == train_env])[:64]
+  sampled = np.asarray(carry['state']['buf']['actions'])[0, -64:]
+  assert np.abs(sampled).max() > 1.5 and np.abs(received).max() <= 1.0
+  np.testing.assert_array_equal(received, np.clip(sampled, -1.0, 1.0))
+
+
+def test_host_reference_stream_leaves_training_unchanged():
+  """A tiny Hopper run (2 seeds) with and without the reference stream: the same training
+  state and metrics, bit for bit; the reference buffer holds its own samples."""
+  def run(cfg):
+    runner = host.HostRunner(lambda: gym.make('Hopper-v4'), 2, cfg)
+    carry = runner.init([0, 1])
+    metrics = []
+    for _ in range(runner.blocks):
+      carry, m = runner.block(carry)
+      metrics.append(m)
+    return carry, metrics
+
+  plain, plain_m = run(TINY)
+  ref, ref_m = run(dataclasses.replace(TINY, reference=True))
+  state = dict(ref['state'])
+  ref_buf = state.pop('ref_buf')
+  jax.tree.map(np.testing.assert_array_equal, state, plain['state'])
+  for key in set(plain) - {'state'}:
+    jax.tree.map(np.testing.assert_array_equal, ref[key], plain[key])
+  for a, b in zip(ref_m, plain_m, strict=True):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert set(ref) - set(plain) == {'ref_obs', 'ref_env'}
+  assert not np.array_equal(ref_buf['obs'], ref['state']['buf']['obs'])
+  assert float(jnp.abs(ref_buf['obs'][:, -1]).sum()) > 0  # filled
+
+
+def test_host_loop_measures_every_kth_update():
+  """measure_every = 2 of eval_every = 2: the measurement before the block's last update only
+  (NaN at the first), as in the gymnax runner."""
+  def measure(actor_params, view, key):
+    del actor_params, key
+    return {'count': view['count'].astype(jnp.float32)}
+
+  cfg = dataclasses.replace(TINY, total_steps=256, eval_every=2, measure_every=2)
+  runner = host.HostRunner(lambda: gym.make('Hopper-v4'), 1, cfg, looplib.Hooks(measure=measure))
+  carry = runner.init([0])
+  _, first = runner.block(carry)
+  np.testing.assert_array_equal(first['se/count'], [[np.nan, 128]])

@@ -71,3 +71,37 @@ def test_weights_mask_rows():
   masked, _ = losses.behavior_loss_categorical(logits_b, logits_t, a, 0.3, 0.3,
                                                weights=jnp.array([1.0, 0.0]))
   np.testing.assert_allclose(masked, full, rtol=1e-6)
+
+
+def _props_loop(official: bool):
+  from common.rl import loop as looplib
+  from common.rl import ppo as ppolib
+  from papers.props import props
+  cfg = looplib.LoopConfig(total_steps=8, n=4, m=2, b=2, eval_every=1,
+                           ppo=ppolib.PPOConfig(epochs=2, minibatches=2))
+  agent = looplib.make_agent(3, 2, False)
+  hooks = props.make_hooks(agent, cfg, props.PROPSConfig(lr=1e-2, epochs=2, minibatches=2,
+                                                         official=official), True)
+  return looplib.Loop(agent, cfg, hooks)
+
+
+def test_official_variant_uses_pre_update_target_only_on_ppo_chunks():
+  """official=True hands the behaviour update the target from before this chunk end's PPO
+  update; on a chunk without a PPO update that is the current target, so the behaviour equals
+  the default variant's there, and differs after a PPO update."""
+  loops = {o: _props_loop(o) for o in (False, True)}
+  state = loops[False].init(jax.random.key(0), jnp.zeros(3))
+  state['params'] = loops[False].agent.init(jax.random.key(7))  # a later target
+  chunks = [{'obs': jax.random.normal(jax.random.key(i), (2, 3)),
+             'actions': jax.random.normal(jax.random.key(10 + i), (2, 2)),
+             'rewards': jnp.arange(2.0) + i, 'dones': jnp.zeros(2)} for i in range(2)]
+  outs = {}
+  for official, loop in loops.items():
+    s1, _ = loop.end_chunk(state, chunks[0], jnp.zeros(3), jnp.asarray(0.0), jax.random.key(3),
+                           do_ppo=False)
+    s2, _ = loop.end_chunk(s1, chunks[1], jnp.zeros(3), jnp.asarray(0.0), jax.random.key(4),
+                           do_ppo=True)
+    outs[official] = (s1['behavior'], s2['behavior'])
+  jax.tree.map(np.testing.assert_array_equal, outs[True][0], outs[False][0])
+  assert not np.array_equal(outs[True][1]['params']['out']['kernel'],
+                            outs[False][1]['params']['out']['kernel'])

@@ -1,6 +1,6 @@
 """The PROPS reproduction through the shared sweep: one quick arm in-process equals its
-`common.main` command bit for bit, the whole quick reproduction writes judged claims and reruns
-to the same numbers, and vmapped seeds equal seeds trained one by one."""
+`common.main` command bit for bit, the quick reproduction writes judged claims and its runs
+rerun to the same numbers, and vmapped seeds equal seeds trained one by one."""
 
 import json
 import os
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from common import experiment, stats, sweep
+from common.config import ConfigError
 from common.metrics import read_metrics, without_perf
 from papers.props import reproduce
 from tests.testutil import ROOT, run_main, xla_flags
@@ -31,8 +32,9 @@ def test_quick_arm_in_process_equals_common_main(tmp_path):
   assert ours['config'] == theirs['config'] and ours['metrics'] == theirs['metrics']
   assert without_perf(read_metrics(runs[0].workdir)) == without_perf(read_metrics(workdir))
   assert [r.metrics for r in runs] == ours['metrics']['per_seed']
-  assert set(runs[0].metrics) == {'initial_return', 'auc', 'final_return', 'sampling_error',
-                                  'final_sampling_error'}
+  se_keys = {f'{r}sampling_error{h}' for r in ('', 'reference_') for h in ('', '_half')}
+  assert set(runs[0].metrics) == {'initial_return', 'auc', 'final_return', *se_keys,
+                                  *{f'final_{k}' for k in se_keys}}
 
 
 def _reproduce_quick(tmp_path, name: str) -> dict:
@@ -44,26 +46,22 @@ def _reproduce_quick(tmp_path, name: str) -> dict:
   return json.loads((tmp_path / name / 'out' / 'results.json').read_text())
 
 
-def _numbers(results: dict) -> tuple:
-  """What a rerun must reproduce exactly: every claim's per-seed values and interval, every
-  run's final metrics (not wall-clock times)."""
-  return ([(c.get('per_seed'), c.get('ci95'), c.get('values')) for c in results['claims']],
-          {arm: [r['metrics'] for r in rs] for arm, rs in results['runs'].items()})
-
-
 @pytest.mark.slow
 def test_reproduce_quick_writes_judged_claims_and_reruns_identically(tmp_path):
-  """Two quick reproductions (gymnax CartPole and the MuJoCo host loop) in fresh workdirs give
-  the same numbers, bit for bit."""
+  """A quick reproduction writes judged claims; rerun in a fresh workdir, an expert and the
+  fixed-target arm that depends on it give the same numbers, bit for bit."""
   results = _reproduce_quick(tmp_path, 'first')
-  assert _numbers(_reproduce_quick(tmp_path, 'second')) == _numbers(results)
-  assert len(results['claims']) == 9
+  assert len(results['claims']) == 12
   assert {c['verdict'] for c in results['claims']} <= set(stats.VERDICTS)
   auc = [c for c in results['claims'] if 'return-curve area' in c['claim']]
   assert all(c['floor'] is not None and c['converged'] for c in auc)
   assert set(results['runs']) == {a.name for a in reproduce.arms(quick=True)}
   assert all(len(v) == 5 for v in results['runs'].values())  # the default seeds
   assert (tmp_path / 'first' / 'out' / 'props.png').stat().st_size > 10_000
+  rerun = [a for a in reproduce.arms(quick=True) if a.name in ('acrobot_ppo', 'fixed_props')]
+  again = sweep.run_sweep(rerun, results['provenance']['seeds'], str(tmp_path / 'second'))
+  for arm in again:
+    assert [r.metrics for r in again[arm]] == [r['metrics'] for r in results['runs'][arm]]
 
 
 @pytest.mark.slow
@@ -81,3 +79,16 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(tmp_path):
       np.testing.assert_allclose(a.metrics[key], b.metrics[key], rtol=1e-4, atol=1e-5,
                                  err_msg=f'seed {a.seed}: {key}')
   assert together[0].metrics != together[1].metrics  # the two seeds differ
+
+
+def test_an_arm_runs_its_own_seeds(tmp_path):
+  """`Arm.seeds` replaces the sweep's seeds for that arm (vmapped or not)."""
+  spec = 'configs/props/bandit.py:smoke'
+  runs = sweep.run_sweep([sweep.Arm('default', spec, vmap_seeds=True),
+                          sweep.Arm('own', spec, vmap_seeds=True, seeds=(3, 4, 5)),
+                          sweep.Arm('own_single', spec, seeds=(7,))], [0, 1], str(tmp_path))
+  assert [r.seed for r in runs['default']] == [0, 1]
+  assert [r.seed for r in runs['own']] == [3, 4, 5] and runs['own'][0].workdir.endswith('3-5')
+  assert [r.seed for r in runs['own_single']] == [7]
+  with pytest.raises(ConfigError, match='consecutive'):
+    sweep.run_sweep([sweep.Arm('gap', spec, vmap_seeds=True, seeds=(0, 2))], [0], str(tmp_path))

@@ -70,3 +70,45 @@ def test_gaussian_actor_tanh_mean_and_logprob():
   a = jnp.zeros((4, 2))
   ref = np.sum(-0.5 * np.asarray(mean) ** 2 - 0.5 * np.log(2 * np.pi), -1)
   np.testing.assert_allclose(networks.log_prob(False, (mean, log_std), a), ref, rtol=1e-5)
+
+
+def test_anneal_fraction_is_cleanrl_linear_schedule():
+  """CleanRL: frac = 1 - (update - 1) / num_updates for 1-based updates."""
+  got = [float(ppo.anneal_fraction(jnp.asarray(k), 4)) for k in range(4)]
+  assert got == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_lr_scale_equals_adam_at_the_scaled_learning_rate():
+  """Adam's step is linear in its learning rate: lr_scale s == Adam(lr * s)."""
+  x0 = {'w': jnp.array([1.0, -2.0, 0.5])}
+
+  def loss_fn(p, mb, w):
+    return jnp.sum((p['w'] - mb[0]) ** 2) + jnp.sum(p['w'] ** 4), {'approx_kl': jnp.asarray(0.0)}
+
+  batch = jnp.zeros((4, 3))
+  scaled = ppo.optimizer(1e-2, 0.5)
+  p1, _, _ = ppo.minibatch_epochs(loss_fn, x0, scaled.init(x0), scaled, batch, jnp.ones(4),
+                                  jax.random.key(0), 3, 2, np.inf, lr_scale=jnp.asarray(0.3))
+  plain = ppo.optimizer(3e-3, 0.5)
+  p2, _, _ = ppo.minibatch_epochs(loss_fn, x0, plain.init(x0), plain, batch, jnp.ones(4),
+                                  jax.random.key(0), 3, 2, np.inf)
+  np.testing.assert_allclose(p1['w'], p2['w'], rtol=1e-6)
+  assert not np.allclose(p1['w'], x0['w'])
+
+
+def test_entropy_bonus_enters_the_loss_with_its_coefficient():
+  """loss(ent_coef) = loss(0) - ent_coef * entropy, the mean entropy of the minibatch."""
+  actor, critic = networks.Actor(2, False), networks.Critic()
+  obs = jax.random.normal(jax.random.key(0), (8, 3))
+  params = {'actor': actor.init(jax.random.key(1), obs),
+            'critic': critic.init(jax.random.key(2), obs)}
+  acts = jax.random.normal(jax.random.key(3), (8, 2))
+  mb = {'obs': obs, 'actions': acts, 'logp': jnp.zeros(8), 'values': jnp.zeros(8),
+        'advantages': jax.random.normal(jax.random.key(4), (8,)), 'returns': jnp.ones(8)}
+  l0, m0 = ppo.ppo_loss(params, actor.apply, critic.apply, False, mb, jnp.ones(8),
+                        ppo.PPOConfig(ent_coef=0.0))
+  l1, _ = ppo.ppo_loss(params, actor.apply, critic.apply, False, mb, jnp.ones(8),
+                       ppo.PPOConfig(ent_coef=0.01))
+  # log_std = 0 at init: the entropy of a 2-d unit Gaussian, 2 * 0.5 * (1 + log 2 pi)
+  np.testing.assert_allclose(m0['entropy'], 1.0 + np.log(2 * np.pi), rtol=1e-6)
+  np.testing.assert_allclose(l0 - l1, 0.01 * m0['entropy'], rtol=1e-5)

@@ -1,5 +1,6 @@
-"""PPO (CleanRL): GAE with the dones convention, clipped surrogate and value losses,
-per-minibatch advantage normalisation, KL early stop checked before each step.
+"""PPO (CleanRL): GAE with the dones convention, clipped surrogate and value losses, entropy
+bonus, per-minibatch advantage normalisation, KL early stop checked before each step, and
+optionally CleanRL's linear learning-rate annealing (`PPOConfig.anneal_lr`).
 
 Every update takes a row `mask` so a partly filled buffer keeps static shapes: masked rows get
 zero weight in every mean, and a minibatch without valid rows makes no step.
@@ -31,6 +32,13 @@ class PPOConfig:
   norm_adv: bool = True
   gamma: float = 0.99
   gae_lambda: float = 0.95
+  anneal_lr: bool = False  # lr of update k (0-based) of K: lr * (1 - k / K), CleanRL's schedule
+
+
+def anneal_fraction(update: jax.Array, num_updates: int) -> jax.Array:
+  """CleanRL's linear annealing: the learning-rate fraction of PPO update `update` (0-based) of
+  `num_updates`, 1 - update / num_updates (1 for the first update, 1/K for the last)."""
+  return 1.0 - update.astype(jnp.float32) / num_updates
 
 
 def optimizer(lr: float, max_grad_norm: float) -> optax.GradientTransformation:
@@ -98,11 +106,13 @@ def ppo_loss(params: dict, actor: Callable, critic: Callable, discrete: bool, mb
 
 def minibatch_epochs(loss_fn: Callable, params, opt_state, tx: optax.GradientTransformation,
                      batch: dict, mask: jax.Array, key: jax.Array, epochs: int, minibatches: int,
-                     target_kl: float) -> tuple:
+                     target_kl: float, lr_scale: jax.Array | None = None) -> tuple:
   """`epochs` x `minibatches` Adam steps over a shuffled (masked) batch; the approximate KL of
   each minibatch, measured at the parameters BEFORE its step, stops the whole update once it
-  exceeds `target_kl` (that minibatch makes no step). Returns params, opt_state, metrics
-  (the mean over the steps taken, plus `steps`)."""
+  exceeds `target_kl` (that minibatch makes no step). `lr_scale` multiplies every step: Adam's
+  step is linear in its learning rate, so this is the learning rate times `lr_scale` (CleanRL
+  sets `param_groups[0]['lr']`). Returns params, opt_state, metrics (the mean over the steps
+  taken, plus `steps`)."""
   rows = mask.shape[0]
   size = rows // minibatches
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -115,6 +125,8 @@ def minibatch_epochs(loss_fn: Callable, params, opt_state, tx: optax.GradientTra
     stopped = stopped | (metrics['approx_kl'] > target_kl)
     do = (~stopped) & (jnp.sum(w) > 0)
     updates, new_opt = tx.update(grads, opt_state, params)
+    if lr_scale is not None:
+      updates = jax.tree.map(lambda u: u * lr_scale, updates)
     new_params = optax.apply_updates(params, updates)
     params = jax.tree.map(lambda a, b: jnp.where(do, a, b), new_params, params)
     opt_state = jax.tree.map(lambda a, b: jnp.where(do, a, b), new_opt, opt_state)
@@ -137,9 +149,11 @@ def minibatch_epochs(loss_fn: Callable, params, opt_state, tx: optax.GradientTra
 
 
 def ppo_update(params: dict, opt_state, tx, actor: Callable, critic: Callable, discrete: bool,
-               batch: dict, mask: jax.Array, key: jax.Array, cfg: PPOConfig) -> tuple:
-  """PPO on `batch` (obs, actions, logp, values, advantages, returns; rows masked by `mask`)."""
+               batch: dict, mask: jax.Array, key: jax.Array, cfg: PPOConfig,
+               lr_scale: jax.Array | None = None) -> tuple:
+  """PPO on `batch` (obs, actions, logp, values, advantages, returns; rows masked by `mask`);
+  `lr_scale`: the annealed learning-rate fraction (None: constant)."""
   def loss_fn(p, mb, w):
     return ppo_loss(p, actor, critic, discrete, mb, w, cfg)
   return minibatch_epochs(loss_fn, params, opt_state, tx, batch, mask, key, cfg.epochs,
-                          cfg.minibatches, cfg.target_kl)
+                          cfg.minibatches, cfg.target_kl, lr_scale)

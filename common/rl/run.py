@@ -9,7 +9,8 @@ restored step are dropped), checkpoints the carry every `checkpoint_every` block
 and on SIGTERM (`Preemption`) checkpoints at the current block boundary and returns.
 
 Logged per block at step = env steps per seed: the seed mean of every metric (over seeds and
-the block's PPO updates), `<key>/seed<i>` per seed for the keys in `PER_SEED`, and
+the block's PPO updates), `<key>/seed<i>` per seed for the keys in `PER_SEED` and for every
+measurement (`se/...`, the loop's `hooks.measure`), and
 `perf/env_steps_per_s` (wall clock, the first block includes compilation).
 """
 
@@ -29,7 +30,8 @@ from common import checkpoint, watchdog
 from common import metrics as metricslib
 from common import train as trainlib
 
-PER_SEED = ('eval_return', 'se/sampling_error', 'train_return')
+PER_SEED = ('eval_return', 'train_return')
+PER_SEED_PREFIX = 'se/'  # the measurement hook's metrics (common.rl.loop.Hooks.measure)
 
 
 @dataclasses.dataclass
@@ -40,11 +42,15 @@ class BlocksResult:
 
 
 def block_scalars(metrics: Mapping[str, Any], num_seeds: int) -> dict[str, float]:
-  """Seed means of one block's metrics (leading seed axis), and `<key>/seed<i>` of PER_SEED."""
-  out = {k: float(np.mean(v)) for k, v in metrics.items()}
-  for key in PER_SEED:
-    if key in metrics:
-      per_seed = np.asarray(metrics[key], np.float64).reshape(num_seeds, -1).mean(1)
+  """Seed means of one block's metrics (leading seed axis), and `<key>/seed<i>` of PER_SEED and
+  of the measurements (means over the updates that measured)."""
+  def mean(key, v, axis=None):  # measurements are NaN at the updates without one
+    return (np.nanmean if key.startswith(PER_SEED_PREFIX) else np.mean)(v, axis)
+
+  out = {k: float(mean(k, v)) for k, v in metrics.items()}
+  for key in metrics:
+    if key in PER_SEED or key.startswith(PER_SEED_PREFIX):
+      per_seed = mean(key, np.asarray(metrics[key], np.float64).reshape(num_seeds, -1), 1)
       out.update({f'{key}/seed{i}': float(v) for i, v in enumerate(per_seed)})
   return out
 

@@ -30,8 +30,7 @@ class PROPSConfig:
   target_kl: float = 0.05
   max_grad_norm: float = 0.5
   official: bool = False  # pre-PPO target statistics + the official discrete-KL broadcast
-  se_steps: int = 0        # > 0: measure sampling error before every PPO update
-  se_lr: float = 1e-3
+  se_steps: int = 0        # > 0: measure sampling error (L-BFGS iterations of the fit)
 
 
 def behavior_update_fn(agent: looplib.Agent, m: int, rows: int, cfg: PROPSConfig):
@@ -68,13 +67,27 @@ def behavior_update_fn(agent: looplib.Agent, m: int, rows: int, cfg: PROPSConfig
 
 def make_hooks(agent: looplib.Agent, loop_cfg: looplib.LoopConfig, cfg: PROPSConfig,
                props: bool) -> looplib.Hooks:
-  """PROPS behaviour updates when `props`, else on-policy sampling (behaviour = target)."""
+  """PROPS behaviour updates when `props`, else on-policy sampling (behaviour = target).
+
+  With `cfg.se_steps` the sampling error of the buffer (`sampling_error`, and `..._half` after
+  half the fit) is measured before PPO updates (`LoopConfig.measure_every`), and with the
+  loop's reference stream also that of the on-policy buffer sampled from the same target
+  sequence (`reference_...`)."""
   measure = looplib.Hooks().measure
   if cfg.se_steps:
     def measure(actor_params, view, key):
-      return {'sampling_error': selib.network_sampling_error(
-          agent.actor.apply, agent.discrete, actor_params, view['obs'], view['actions'],
-          view['mask'], cfg.se_steps, cfg.se_lr)}
+      del key
+
+      def se(prefix, obs, actions):
+        out = selib.network_sampling_error(agent.discrete, actor_params, obs, actions,
+                                           view['mask'], cfg.se_steps)
+        return {f'{prefix}sampling_error': out['sampling_error'],
+                f'{prefix}sampling_error_half': out['half'],
+                f'{prefix}fit_grad_norm': out['grad_norm']}
+      metrics = se('', view['obs'], view['actions'])
+      if 'ref_obs' in view:
+        metrics.update(se('reference_', view['ref_obs'], view['ref_actions']))
+      return metrics
   if not props:
     return looplib.Hooks(measure=measure)
   tx, update = behavior_update_fn(agent, loop_cfg.period, loop_cfg.b * loop_cfg.n, cfg)
@@ -84,7 +97,10 @@ def make_hooks(agent: looplib.Agent, loop_cfg: looplib.LoopConfig, cfg: PROPSCon
 ARMS = ('ppo', 'ppo_buffer', 'props')
 
 
-def arm_config(arm: str, base: looplib.LoopConfig, b: int = 2) -> looplib.LoopConfig:
+def arm_config(arm: str, base: looplib.LoopConfig, b: int = 2, measure: bool = True
+               ) -> looplib.LoopConfig:
+  """The loop of an arm; the on-policy reference stream runs only where it is `measure`d."""
+  base = dataclasses.replace(base, reference=base.reference and measure)
   if arm == 'ppo':
     return dataclasses.replace(base, b=1, m=0)
   if arm == 'ppo_buffer':
@@ -97,7 +113,7 @@ def arm_config(arm: str, base: looplib.LoopConfig, b: int = 2) -> looplib.LoopCo
 def make_runner(env, env_params, arm: str, base: looplib.LoopConfig, cfg: PROPSConfig,
                 b: int = 2) -> looplib.Runner:
   """gymnax: the blocked, checkpointable loop of one arm (`common.rl.loop.Runner`)."""
-  loop_cfg = arm_config(arm, base, b)
+  loop_cfg = arm_config(arm, base, b, cfg.se_steps > 0)
   obs_dim = int(jnp.prod(jnp.asarray(env.observation_space(env_params).shape)))
   space = env.action_space(env_params)
   discrete = hasattr(space, 'n')
@@ -118,7 +134,7 @@ def make_train(env, env_params, arm: str, base: looplib.LoopConfig, cfg: PROPSCo
 def make_host_runner(make_env, num_seeds: int, arm: str, base: looplib.LoopConfig,
                      cfg: PROPSConfig, b: int = 2) -> host.HostRunner:
   """gymnasium (MuJoCo): the blocked, checkpointable host loop of one arm, `num_seeds` envs."""
-  loop_cfg = arm_config(arm, base, b)
+  loop_cfg = arm_config(arm, base, b, cfg.se_steps > 0)
   env = make_env()
   discrete = hasattr(env.action_space, 'n')
   agent = looplib.make_agent(int(env.observation_space.shape[0]),
