@@ -249,12 +249,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
 def fit_char_lm(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh,
                 corpus: Corpus, params, logits_fn: Callable,
                 loss_fn: Callable | None = None, tx: optax.GradientTransformation | None = None,
-                first_batch: int = 0) -> train.FitResult:
+                first_batch: int = 0, evaluator: Callable | None = None) -> train.FitResult:
   """Trains `logits_fn(params, tokens) -> logits` on windows of the corpus with `train.fit`;
   the loss defaults to next-token cross-entropy, eval is validation bits per character (per
   token for a `TokenCorpus`). `tx` replaces the optimizer of `config.optim`; step s trains on
   batch `first_batch + s` of the seed's shuffled windows (a stage continuing another run's
-  data stream starts past that run's batches)."""
+  data stream starts past that run's batches). `evaluator(params)` adds host-side eval
+  metrics (`train.fit`)."""
   seq_len, batch_size = config.data.seq_len, config.train.batch_size
   train_windows = windows(corpus.train, seq_len)
   valid_windows = windows(corpus.valid, seq_len)
@@ -281,7 +282,7 @@ def fit_char_lm(config: ml_collections.ConfigDict, workdir: str, mesh: jax.shard
   return train.fit(config, workdir, mesh=mesh, params=params, loss_fn=loss_fn or default_loss,
                    train_batch=lambda step: data.take({'tokens': train_windows},
                                                       order[first_batch + step]),
-                   eval_fn=eval_fn, eval_batches=eval_batches, tx=tx)
+                   eval_fn=eval_fn, eval_batches=eval_batches, tx=tx, evaluator=evaluator)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.FitResult:

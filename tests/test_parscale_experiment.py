@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from common import data, lm
+from common import checkpoint, data, lm
 from common.quickstart import load_config
 from papers.parscale import experiment as ex
 from tests.testutil import ROOT, latest_state
@@ -90,3 +90,49 @@ def test_first_batch_continues_the_data_stream(tmp_path, monkeypatch):
   train_rows = [s for s in seen if len(s) == config.train.batch_size][:2]
   np.testing.assert_array_equal(train_rows[0], order[3])
   np.testing.assert_array_equal(train_rows[1], order[4])
+
+
+def test_snippet_prefixes_nest_across_p_and_match_the_slots_control(stage1):
+  """At one seed P = 2's streams are P = 4's first two, and P = 1 with 4 x m slots holds P = 4's
+  slots stream after stream (the same prefix values in one stream)."""
+  workdir, _ = stage1
+  config = smoke_config(**{'parscale.init_from': workdir})
+  corpus = lm.load_corpus(config.data.data_dir)
+  backbone = {'params': {'backbone': checkpoint.restore_params(workdir)['params']['backbone']}}
+
+  def prefixes(p, m, at_p1=False):
+    config.parscale.update(num_streams=p, num_prefix=m, prefix_at_p1=at_p1)
+    return ex.snippet_prefixes(ex.make_model(config, corpus.vocab_size), backbone, corpus.train,
+                               2, config.seed)
+
+  four, two, one = prefixes(4, 2), prefixes(2, 2), prefixes(1, 8, True)
+  assert four['prefix_k_0'].shape == (4, 2, 2, 8)  # [P, kv_heads, m, head_dim]
+  np.testing.assert_array_equal(two['prefix_v_0'], four['prefix_v_0'][:2])
+  for name, x in four.items():
+    np.testing.assert_array_equal(one[name][0], x.transpose(1, 0, 2, 3).reshape(2, 8, 8))
+  assert np.abs(four['prefix_k_0'][0] - four['prefix_k_0'][1]).max() > 1e-3  # streams differ
+
+
+def test_frozen_stage_with_snippets_logs_stream_statistics(tmp_path, stage1):
+  workdir, trained = stage1
+  config = smoke_config(**{'parscale.num_streams': 2, 'parscale.init_from': workdir,
+                           'parscale.freeze_backbone': True, 'parscale.stream_init': 'snippets',
+                           'parscale.zero_aggregator_out': True, 'train.steps': 2})
+  result = ex.train_and_evaluate(config, str(tmp_path))
+  m = result.eval_metrics
+  np.testing.assert_allclose(m['start_max_stream_weight'], 0.5, rtol=1e-6)  # equal weights
+  assert m['start_stream_diversity'] > 0 and m['stream_loss_best'] >= m['loss'] - 0.05
+  streams = {k: v for k, v in result.state.params['params'].items() if k != 'backbone'}
+  assert m['trainable_params'] == sum(x.size for x in jax.tree.leaves(streams))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(
+      result.state.params['params']['backbone']), trained)
+
+
+def test_snippet_settings_are_checked():
+  with pytest.raises(Exception, match='needs a trained backbone'):
+    ex.validate(smoke_config(**{'parscale.stream_init': 'snippets'}), 1)
+  with pytest.raises(Exception, match='must divide'):
+    ex.validate(smoke_config(**{'parscale.stream_init': 'snippets', 'parscale.init_from': '/x',
+                                'parscale.snippet_len': 3}), 1)
+  with pytest.raises(Exception, match='stream_init'):
+    ex.validate(smoke_config(**{'parscale.stream_init': 'zeros'}), 1)

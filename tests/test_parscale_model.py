@@ -152,3 +152,51 @@ def test_gradients_reach_every_stream_and_the_aggregator(tokens):
   for name in ('prefix_k_0', 'prefix_v_1'):
     assert all(np.abs(np.asarray(grads[name][p])).max() > 0 for p in range(2))
   assert np.abs(np.asarray(grads['aggregator']['w2'])).max() > 0
+
+
+def test_weight_entropy_and_stream_diversity_by_hand():
+  w = jnp.array([[[0.5, 0.5], [1.0, 0.0]]])  # two tokens: ln 2 and 0
+  np.testing.assert_allclose(ps.weight_entropy(w), np.log(2) / 2, rtol=1e-6)
+  h = jnp.array([[[[3.0, 4.0]]], [[[0.0, 0.0]]]])  # P=2, one token: |h0 - h1| = 5, mean |h| 2.5
+  np.testing.assert_allclose(ps.stream_diversity(h), 2.0, rtol=1e-6)
+  assert float(ps.stream_diversity(h[:1])) == 0.0
+
+
+def test_prefix_at_p1_is_the_backbone_with_its_prefix_and_no_aggregator(tokens):
+  model = ps.ParScaleLM(VOCAB, 1, 3, model=CFG, prefix_at_p1=True)
+  params = model.init(jax.random.key(0), tokens)
+  assert 'prefix_k_0' in params['params'] and 'aggregator' not in params['params']
+  b = tokens.shape[0]
+  kv = [tuple(jnp.repeat(params['params'][f'prefix_{n}_{i}'].transpose(0, 2, 1, 3), b, 0)
+              for n in 'kv') for i in range(2)]
+  plain = Transformer(VOCAB, **CFG)
+  np.testing.assert_allclose(
+      model.apply(params, tokens),
+      plain.apply({'params': params['params']['backbone']}, tokens, prefix_kv=kv), rtol=1e-6)
+
+
+def test_zero_aggregator_out_starts_with_equal_weights(tokens):
+  model = ps.ParScaleLM(VOCAB, 4, 3, eps=0.1, model=CFG, zero_aggregator_out=True)
+  params = model.init(jax.random.key(0), tokens)
+  hidden, weights, mixed = model.apply(params, tokens, method=ps.ParScaleLM.streams)
+  np.testing.assert_allclose(weights, 0.25, rtol=1e-6)
+  np.testing.assert_allclose(mixed, hidden.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_snippet_prefix_is_exactly_the_snippet_read_before_the_input(tokens):
+  """A stream whose prefix slots hold `snippet_kv` of a snippet computes, at the input's
+  positions, what the backbone computes on snippet + input (positions -L..S-1): every layer's
+  snippet keys and values depend on the snippet alone (causal), and RoPE scores depend only on
+  position differences."""
+  plain = Transformer(VOCAB, **CFG)
+  params = plain.init(jax.random.key(3), tokens)
+  snippet = jnp.asarray(np.random.default_rng(5).integers(0, VOCAB, (tokens.shape[0], 4)),
+                        jnp.int32)
+  kv = ps.snippet_kv(plain, params, snippet)
+  assert kv[0][0].shape == (tokens.shape[0], 2, 4, 4)  # [n, kv_heads, L, head_dim]
+  prefix = [tuple(x.transpose(0, 2, 1, 3) for x in layer) for layer in kv]
+  got = plain.apply(params, tokens, prefix_kv=prefix, return_hidden=True)
+  both = jnp.concatenate([snippet, tokens], 1)
+  positions = jnp.broadcast_to(jnp.arange(-4, tokens.shape[1]), both.shape)
+  want = plain.apply(params, both, positions=positions, return_hidden=True)[:, 4:]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -7,18 +7,24 @@
     python -m common.main --config=configs/parscale/paper_pile.py:p8 --workdir=/ckpt/recycled_p8 \
         --config.data.text_files='/data/pile/*.jsonl' --config.data.tokenizer=/ckpt/qwen2.5 \
         --config.model.init_checkpoint=/ckpt/p1_hf --config.train.steps=STEPS
+    python -m common.main --config=configs/parscale/paper_pile.py:2.8b,p4 --workdir=/ckpt/ps_p4 \
+        --config.data.text_files='/data/pile/*.jsonl' --config.data.tokenizer=/ckpt/qwen2.5
     python -m common.main --config=configs/parscale/paper_pile.py:tiny --workdir=/tmp/ps_tiny
 
 The paper's setting (Chen et al. 2025, "Parallel Scaling Law for Language Models"; official
 QwenLM/ParScale): Qwen2.5 architecture, 36 layers, P in {1, 2, 4, 8} streams with m = 48 prefix
 tokens per layer and weight smoothing eps = 0.1, pretrained from scratch on 42B tokens of the
-Pile or Stack-V2-Python (1024 sequences x 2048 tokens x 20k steps = 42B). Six sizes from 0.5B to
-4.4B non-embedding parameters; the 36-layer widths follow from the released cost analysis
-(hidden 2560 / intermediate 13824 is the 4.4B point; hidden 2048 / 11008 is 2.8B; hidden 1536 /
-8960, used here, is the 1.6B point). Headline: P = 8 at 1.6B matches P = 1 at about 2.8B, i.e.
-P streams ~ multiplying parameters by k ln P + 1 with k = 0.39 (Stack-V2-Python) and 0.33
-(Pile). Two-stage recycling: 1T tokens with P = 1, then 20B tokens (2%) with fresh prefixes and
-aggregator at P > 1 (the ParScale-1.8B-P{1,2,4,8} checkpoints). Hardware: GPU pretraining (the
+Pile or Stack-V2-Python (1024 sequences x 2048 tokens x 20k steps = 42B). Six sizes, selected
+by the config argument (`SIZES`, default 1.6b): 36 layers, 16 heads, 2 KV heads and (hidden,
+intermediate) in {896/4864, 1024/5504, 1280/6912, 1536/8320, 2048/11008, 2560/13824}, the
+architecture whose non-embedding parameter counts, prefixes and aggregator included, are
+exactly the 24 N values of the official `parametric_fit.py` (0.536B-4.415B;
+`tests/test_parscale_checkpoint.py` checks every one). Headline: P = 8 at 1.6B matches P = 1
+at about 2.8B, i.e. P streams ~ multiplying parameters by k ln P + 1 with k = 0.39
+(Stack-V2-Python) and 0.33 (Pile). Released checkpoints load with
+`papers.parscale.hf.load_parscale` (the `qwen2_parscale` format). Two-stage recycling: 1T
+tokens with P = 1, then 20B tokens (2%) with fresh prefixes and aggregator at P > 1 (the
+ParScale-1.8B-P{1,2,4,8} checkpoints). Hardware: GPU pretraining (the
 paper's cost analysis is for GPUs; we did not find the device count).
 
 Here: the model, P, m, eps, sequence length, batch and token budget are the paper's; the
@@ -51,14 +57,20 @@ import ml_collections
 
 TOKENS = 42_000_000_000
 BATCH, SEQ_LEN = 1024, 2048
+# the paper's six sizes (non-embedding N at P = 1): (d_model, mlp_dim) with 36 layers, 16 heads
+SIZES = {'0.5b': (896, 4864), '0.7b': (1024, 5504), '1.1b': (1280, 6912),
+         '1.6b': (1536, 8320), '2.8b': (2048, 11008), '4.4b': (2560, 13824)}
+STREAMS = {'p1': 1, 'p2': 2, 'p4': 4, 'p8': 8}
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   args = set(filter(None, arg.split(',')))
-  unknown = args - {'tiny', 'p1', 'p2', 'p4', 'p8'}
-  if unknown:
-    raise ValueError(f'unknown config argument(s) {sorted(unknown)}: use tiny, p1, p2, p4, p8')
-  streams = [int(a[1:]) for a in args if a.startswith('p')]
+  unknown = args - {'tiny', *STREAMS, *SIZES}
+  if unknown or len(args & set(SIZES)) > 1 or len(args & set(STREAMS)) > 1:
+    raise ValueError(f'config argument(s) {sorted(args)}: use tiny, at most one of '
+                     f'{", ".join(STREAMS)} and at most one of {", ".join(SIZES)}')
+  streams = [STREAMS[a] for a in args & set(STREAMS)]
+  d_model, mlp_dim = SIZES[next(iter(args & set(SIZES)), '1.6b')]
   c = ml_collections.ConfigDict()
   c.experiment = 'papers.parscale.experiment'
   c.seed = 0
@@ -66,11 +78,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.mesh = dict(fsdp=8, fsdp_min_size=2 ** 16)
   c.data = dict(data_dir='', seq_len=SEQ_LEN, text_files='', text_field='text', tokenizer='',
                eos_token='', first_batch=0)
-  c.model = dict(num_layers=36, d_model=1536, num_heads=12, num_kv_heads=2, mlp_dim=8960,
+  c.model = dict(num_layers=36, d_model=d_model, num_heads=16, num_kv_heads=2, mlp_dim=mlp_dim,
                  rope_theta=1e6, norm_eps=1e-6, tie_embeddings=True, dtype='bfloat16',
                  remat=True, init_checkpoint='')
   c.parscale = dict(num_streams=streams[0] if streams else 8, num_prefix=48, eps=0.1,
-                    prefix_init=0.02, init_from='', freeze_backbone=False)
+                    prefix_init=0.02, init_from='', freeze_backbone=False, prefix_at_p1=False,
+                    stream_init='normal', snippet_len=0, zero_aggregator_out=False)
   c.train = dict(steps=round(TOKENS / (BATCH * SEQ_LEN)), batch_size=BATCH, log_every=50,
                  eval_every=1000, eval_batches=32, checkpoint_every=1000, keep_checkpoints=2,
                  compute_dtype='float32', grad_accum_steps=16)

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from common.models.transformer import Transformer
+from common.models.transformer import Transformer, rope
 
 Array = jax.Array
 
@@ -52,15 +52,18 @@ def to_streams(x: Array, num_streams: int) -> Array:
 
 class Aggregator(nn.Module):
   """Holds the aggregation MLP's parameters (w1, b1, w2, b2; normal(0.02) as the official
-  Linear init) and applies `aggregate`."""
+  Linear init, or w2 = 0 with `zero_out`: uniform weights at the start) and applies
+  `aggregate`."""
   eps: float
+  zero_out: bool = False
 
   @nn.compact
   def __call__(self, hidden: Array) -> tuple[Array, Array]:
     p, h = hidden.shape[0], hidden.shape[-1]
     normal, zeros = nn.initializers.normal(0.02), nn.initializers.zeros
     params = {'w1': self.param('w1', normal, (p * h, h)), 'b1': self.param('b1', zeros, (h,)),
-              'w2': self.param('w2', normal, (h, p)), 'b2': self.param('b2', zeros, (p,))}
+              'w2': self.param('w2', zeros if self.zero_out else normal, (h, p)),
+              'b2': self.param('b2', zeros, (p,))}
     return aggregate(hidden, params, self.eps)
 
 
@@ -69,6 +72,8 @@ class ParScaleLM(nn.Module):
 
   Parameters: 'backbone' (exactly the plain `Transformer`'s), and for P > 1 'prefix_k_i' /
   'prefix_v_i' [P, kv_heads, m, head_dim] per layer i (the official layout) and 'aggregator'.
+  `prefix_at_p1` gives P = 1 its prefixes too (a control: prefix tuning without parallel
+  streams); P = 1 never has an aggregator.
   """
   vocab_size: int
   num_streams: int = 1
@@ -76,10 +81,16 @@ class ParScaleLM(nn.Module):
   eps: float = 0.1  # weight smoothing (0.1 in the paper's training runs)
   prefix_init: float = 0.02
   model: dict[str, Any] | None = None  # Transformer keyword arguments
+  prefix_at_p1: bool = False
+  zero_aggregator_out: bool = False  # last aggregator layer starts at 0 (uniform weights)
+
+  @property
+  def has_prefix(self) -> bool:
+    return self.num_streams > 1 or self.prefix_at_p1
 
   def setup(self):
     self.backbone = Transformer(vocab_size=self.vocab_size, causal=True, **(self.model or {}))
-    if self.num_streams > 1:
+    if self.has_prefix:
       cfg = self.model or {}
       d, heads = cfg.get('d_model', 128), cfg.get('num_heads', 4)
       kv_heads = cfg.get('num_kv_heads') or heads
@@ -89,7 +100,8 @@ class ParScaleLM(nn.Module):
                        for i in range(cfg.get('num_layers', 2))]
       self.prefix_v = [self.param(f'prefix_v_{i}', init, shape)
                        for i in range(cfg.get('num_layers', 2))]
-      self.aggregator = Aggregator(self.eps)
+    if self.num_streams > 1:
+      self.aggregator = Aggregator(self.eps, self.zero_aggregator_out)
 
   def prefix_kv(self, batch: int) -> list[tuple[Array, Array]]:
     """Per-layer (k, v) [P * B, m, kv_heads, head_dim], stream-major like the tokens."""
@@ -98,15 +110,68 @@ class ParScaleLM(nn.Module):
       return jnp.repeat(x, batch, axis=0)
     return [(expand(k), expand(v)) for k, v in zip(self.prefix_k, self.prefix_v, strict=True)]
 
+  def streams(self, tokens: Array) -> tuple[Array, Array, Array]:
+    """(every stream's final-normed hidden states [P, B, S, H], the aggregation weights
+    [B, S, P], the mixed hidden states [B, S, H])."""
+    p, b = self.num_streams, tokens.shape[0]
+    if not self.has_prefix:
+      hidden = self.backbone(tokens, return_hidden=True)
+      return hidden[None], jnp.ones(tokens.shape + (1,), jnp.float32), hidden
+    hidden = self.backbone(to_streams(tokens, p), prefix_kv=self.prefix_kv(b), return_hidden=True)
+    hidden = hidden.reshape((p, b) + hidden.shape[1:])
+    if p == 1:
+      return hidden, jnp.ones(tokens.shape + (1,), jnp.float32), hidden[0]
+    mixed, weights = self.aggregator(hidden)
+    return hidden, weights, mixed
+
+  def unembed(self, hidden: Array) -> Array:
+    return self.backbone.unembed(hidden)
+
   def __call__(self, tokens: Array, return_weights: bool = False):
-    if self.num_streams == 1:
+    if not self.has_prefix:
       logits = self.backbone(tokens)
       return (logits, jnp.ones(tokens.shape + (1,), jnp.float32)) if return_weights else logits
-    p, b = self.num_streams, tokens.shape[0]
-    hidden = self.backbone(to_streams(tokens, p), prefix_kv=self.prefix_kv(b), return_hidden=True)
-    mixed, weights = self.aggregator(hidden.reshape((p, b) + hidden.shape[1:]))
+    _, weights, mixed = self.streams(tokens)
     logits = self.backbone.unembed(mixed)
     return (logits, weights) if return_weights else logits
+
+
+def weight_entropy(weights: Array) -> Array:
+  """Mean entropy (nats) of the aggregation weights [B, S, P] over tokens (ln P = uniform)."""
+  w = weights.astype(jnp.float32)
+  return -(w * jnp.log(jnp.maximum(w, 1e-30))).sum(-1).mean()
+
+
+def stream_diversity(hidden: Array) -> Array:
+  """Mean over tokens and stream pairs p < q of ||h_p - h_q|| / mean_p ||h_p|| (hidden
+  [P, B, S, H]; 0 for one stream)."""
+  p = hidden.shape[0]
+  if p == 1:
+    return jnp.zeros((), jnp.float32)
+  h = hidden.astype(jnp.float32)
+  scale = jnp.linalg.norm(h, axis=-1).mean(0)  # [B, S]
+  pairs = [jnp.linalg.norm(h[i] - h[j], axis=-1) / scale for i in range(p) for j in range(i)]
+  return jnp.stack(pairs).mean()
+
+
+def snippet_kv(backbone: Transformer, params: Any, snippets: Array) -> list[tuple[Array, Array]]:
+  """The backbone's own keys and values on text snippets [n, L], as prefix slots: per layer
+  (k, v) [n, kv_heads, L, head_dim], keys rotated to positions -L..-1 (each snippet reads as
+  the text just before a stream's input, as a KV cache of it would hold it)."""
+  n, length = snippets.shape
+  positions = jnp.broadcast_to(jnp.arange(-length, 0), snippets.shape)
+  _, state = backbone.apply(
+      params, snippets, positions=positions, mutable=['intermediates'],
+      capture_intermediates=lambda mdl, method: (method == '__call__' and mdl.name in ('k', 'v')
+                                                 and isinstance(mdl, nn.DenseGeneral)))
+  inter, out = state['intermediates'], []
+  for i in range(backbone.num_layers):
+    attn = inter[f'layer_{i}']['attn']
+    k, v = (attn[x]['__call__'][0].reshape((n, length) + attn[x]['__call__'][0].shape[1:])
+            for x in 'kv')
+    k = rope(k, positions, backbone.rope_theta)
+    out.append((jnp.transpose(k, (0, 2, 1, 3)), jnp.transpose(v, (0, 2, 1, 3))))
+  return out
 
 
 def count_parameters(params: Any) -> dict[str, int]:

@@ -35,6 +35,9 @@ PAPER_LOSS = {
     ]),
 }
 PAPER_K = {'stack_v2_python': 0.39, 'pile': 0.33}  # the paper's fitted k
+# (E, A, alpha, k) starts for a fast fit (smoke runs); the default is the official 300-point grid
+QUICK_STARTS = [(0.5, 0.01, 0.2, 0.2), (0.5, 0.01, 0.2, 0.6), (1.0, 1.0, 0.5, 0.2),
+                (1.0, 1.0, 0.5, 0.6)]
 
 
 def predict(fit_: dict[str, float], n, p) -> np.ndarray:
