@@ -126,7 +126,8 @@ def test_evaluators_match_the_string_verifier_over_padded_batches(setup):
                              results[12]['test_pass1_sampled'], atol=1e-6)
 
 
-def _answer_when_a_is_even(model, params, prompts, keys=None, temperature=0.0):
+def _answer_when_a_is_even(model, params, prompts, keys=None, temperature=0.0,
+                           seq_len=task.SEQ_LEN):
   """A stand-in decoder: '=' and the 4-digit answer (zero-padded), off by one when a is odd."""
   d = prompts - 2
   a = d[:, 0] * 100 + d[:, 1] * 10 + d[:, 2]

@@ -20,6 +20,14 @@ from papers.redi import reproduce
 from tests.testutil import ROOT, run_main, xla_flags
 
 SFT_SMOKE = 'configs/redi/arith.py:sft,smoke'
+TASK_KEYS = {'addition': ('test_pass1_exact', 'valid_pass1_exact', 'test_pass1_greedy',
+                          'test_pass1_sampled', 'test_passk_sampled', 'test_long_share_exact',
+                          'test_long_share_sampled', 'test_long_share_greedy',
+                          'test_pass1_exact_long_forced', 'test_pass1_exact_short_forced',
+                          'test_pass1_greedy_long_forced', 'test_pass1_greedy_short_forced',
+                          'test_chosen_logp', 'test_rejected_logp'),
+             'arith': ('test_pass1_greedy', 'valid_pass1_greedy', 'test_pass1_sampled',
+                       'test_passk_sampled', 'test_chosen_logp', 'test_rejected_logp')}
 # subprocesses see as many (simulated) CPU devices as this process: XLA:CPU splits the host's
 # threads over them, and with another split a matmul may sum in another order
 DEVICES = jax.device_count()
@@ -38,9 +46,9 @@ def test_sweep_run_equals_its_command(tmp_path):
   """SFT and REDI (alpha 0.8) from it, in-process through `common.sweep.run_sweep`, then their
   commands as subprocesses in fresh workdirs: the same result.json metrics, bit for bit."""
   arms = {a.name: a for a in reproduce.arms(quick=True)}
-  name = reproduce.arm_name('redi', reproduce.grid(quick=True)[0])
-  runs = sweep.run_sweep([arms['sft'], arms[name]], [0], str(tmp_path / 'sweep'))
-  sft, redi = runs['sft'][0], runs[name][0]
+  sft_arm, name = reproduce.arm_name('addition', 'sft'), reproduce.arm_name('addition', 'redi')
+  runs = sweep.run_sweep([arms[sft_arm], arms[name]], [0], str(tmp_path / 'sweep'))
+  sft, redi = runs[sft_arm][0], runs[name][0]
   assert f'--config.init_from={sft.workdir}' in redi.command
   proc = run_main(*_args(sft.command, workdir=tmp_path / 'sft'), devices=DEVICES)
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -50,8 +58,9 @@ def test_sweep_run_equals_its_command(tmp_path):
   for run, workdir in ((sft, 'sft'), (redi, 'redi')):
     assert experiment.read_result(run.workdir)['metrics'] == \
         experiment.read_result(str(tmp_path / workdir))['metrics']
-  assert 'floor/untrained_test_pass1_greedy' in sft.metrics
-  assert 'test_pass1_greedy' in redi.metrics
+  assert {'floor/untrained_test_pass1_exact', 'valid_pass1_greedy_long_forced',
+          'valid_pass1_greedy_short_forced'} <= set(sft.metrics)
+  assert {'test_pass1_exact', 'test_long_share_exact', 'test_passk_sampled'} <= set(redi.metrics)
 
 
 def _checkpoint_steps(workdir: pathlib.Path) -> list[int]:
@@ -92,72 +101,93 @@ def test_preference_stage_resumes_after_kill_9(tmp_path):
   assert without_perf(read_metrics(str(workdir))) == without_perf(read_metrics(reference))
 
 
-def _fake_runs(root: pathlib.Path, finals: dict[str, list[float]], sft_floor: float = 0.0,
-               still_rising: str = '') -> dict[str, list[sweep.Run]]:
-  """Runs with given final test pass@1 per seed and flat eval curves (`still_rising`: one arm
-  whose curve climbs to its final value)."""
+def _fake_runs(root: pathlib.Path, finals: dict[str, list[float]], gate=(0.95, 0.05),
+               still_rising: str = '', floor: float = 0.0) -> dict[str, list[sweep.Run]]:
+  """Runs of both tasks with given final test (= validation) pass@1 per seed and flat eval
+  curves (`still_rising`: one arm whose curve climbs to its final value); `gate`: the addition
+  SFT's validation greedy pass@1 with the long and the short strategy forced."""
   runs = {}
   for arm, values in finals.items():
+    task = arm.split('_')[0]
     runs[arm] = []
     for seed, v in enumerate(values):
       workdir = root / arm / f'seed_{seed}'
       workdir.mkdir(parents=True)
       curve = [v - 0.3, v - 0.2, v - 0.1, v] if arm == still_rising else [v] * 4
-      keys = ('test_pass1_greedy', 'test_pass1_sampled', 'valid_pass1_greedy',
-              'test_chosen_logp', 'test_rejected_logp')
       with open(workdir / 'metrics.jsonl', 'w') as f:
         for i, c in enumerate(curve):
-          f.write(json.dumps({'step': 10 * (i + 1)} | {f'eval/{k}': c for k in keys}) + '\n')
-      metrics = {k: v for k, v in zip(keys, [v] * 5, strict=True)}
-      if arm == 'sft':
-        metrics |= {'floor/untrained_test_pass1_greedy': sft_floor,
+          f.write(json.dumps({'step': 10 * (i + 1)} | {f'eval/{k}': c for k in TASK_KEYS[task]})
+                  + '\n')
+      metrics = dict.fromkeys(TASK_KEYS[task], v)
+      if arm.endswith('_sft') and not arm.endswith('continued_sft'):
+        metrics |= {f'floor/untrained_{reproduce.PASS1[task]}': floor,
                     'floor/majority_answer_test_pass1': 0.0, 'data/train_problems': 6000,
-                    'data/sft_examples': 5857, 'data/pref_pairs': 5058,
-                    'data/teacher_accuracy': 0.6}
+                    'data/sft_examples': 4500, 'data/pref_pairs': 4000,
+                    'data/teacher_accuracy': 0.35, 'data/teacher_short_share': 0.9,
+                    'data/sft_long_share': 0.3, 'data/pair_pos_long_share': 0.3,
+                    'data/pair_neg_short_share': 0.99,
+                    reproduce.GATE_LONG: gate[0] + 0.01 * seed, reproduce.GATE_SHORT: gate[1]}
       runs[arm].append(sweep.Run(arm, seed, str(workdir), 'python -m common.main', metrics))
   return runs
 
 
-def _verdicts(runs, out) -> dict[str, str]:
-  analysis = reproduce.analyse(runs, quick=False, out=out)
+def _finals(task: str) -> dict[str, list[float]]:
+  return {f'{task}_sft': [0.30, 0.32, 0.28, 0.31, 0.29],
+          f'{task}_continued_sft': [0.31, 0.33, 0.29, 0.30, 0.30],
+          f'{task}_redi': [0.70, 0.75, 0.72, 0.74, 0.71],
+          f'{task}_symmetric': [0.60, 0.80, 0.65, 0.78, 0.66],
+          f'{task}_dpo': [0.71, 0.74, 0.73, 0.73, 0.72],
+          f'{task}_simpo': [0.50, 0.55, 0.52, 0.54, 0.51]}
+
+
+def _verdicts(runs, out, **kw) -> dict[str, str]:
+  analysis = reproduce.analyse(runs, quick=False, out=out, **kw)
   return {c['claim']: c['verdict'] for c in analysis['claims']}
 
 
+def test_pilot_picks_each_objective_rate_on_validation(tmp_path):
+  """The best seed-mean validation pass@1 per task and objective; the lower rate on a tie."""
+  finals = {}
+  for task in reproduce.TASKS:
+    grid = reproduce.grid(task, quick=False)
+    finals[f'{task}_sft'] = [0.3]
+    for name in reproduce.STAGE2:
+      for i, lr in enumerate(grid):
+        value = {'redi': 0.1 * i, 'dpo': 0.5 - 0.1 * i}.get(name, 0.4)
+        finals[reproduce.arm_name(task, name, lr)] = [value]
+  choice = reproduce.choose(_fake_runs(tmp_path, finals))
+  for task in reproduce.TASKS:
+    grid = reproduce.grid(task, quick=False)
+    assert choice[task] == {'continued_sft': grid[0], 'redi': grid[-1], 'symmetric': grid[0],
+                            'dpo': grid[0], 'simpo': grid[0]}
+  arms = {a.name: a for a in reproduce.arms(False, choice)}
+  assert arms['addition_redi'].overrides['optim.lr'] == reproduce.LR_GRID['addition'][-1]
+  assert arms['arith_dpo'].overrides['init_from'] == sweep.After('arith_sft')
+
+
 def test_analysis_claims_on_hand_made_runs(tmp_path):
-  """Rates picked on validation (here equal to test) and the verdicts."""
-  def low(name):
-    return reproduce.arm_name(name, reproduce.LR_GRID[0])
-
-  def high(name):
-    return reproduce.arm_name(name, reproduce.LR_GRID[1])
-
-  finals = {'sft': [0.80, 0.82, 0.84],
-            low('continued_sft'): [0.81, 0.83, 0.86], high('continued_sft'): [0.8] * 3,
-            low('redi'): [0.85, 0.86, 0.90], high('redi'): [0.70, 0.72, 0.74],
-            low('symmetric'): [0.3, 0.4, 0.35], high('symmetric'): [0.2] * 3,
-            low('dpo'): [0.80, 0.86, 0.85], high('dpo'): [0.5] * 3,
-            low('simpo'): [0.6, 0.65, 0.7], high('simpo'): [0.5, 0.5, 0.55]}
-  runs = _fake_runs(tmp_path / 'a', finals)
-  lo, hi = (f'{lr:g}' for lr in reproduce.LR_GRID)
-  assert reproduce.pick_rates(runs, reproduce.LR_GRID) == dict.fromkeys(
-      reproduce.STAGE2, reproduce.LR_GRID[0])
-  verdicts = _verdicts(runs, tmp_path)
-  beats = {text.removeprefix('REDI beats '): v for text, v in verdicts.items()}
-  assert beats['the SFT checkpoint it starts from'] == 'reproduced'  # +0.05, +0.04, +0.06
-  assert beats['DPO from the same SFT checkpoint'] == 'inconclusive'  # +0.05, +0, +0.05
-  assert beats['SimPO from the same SFT checkpoint'] == 'reproduced'
-  assert beats['continued SFT on the positives'] == 'reproduced'  # +0.04, +0.03, +0.04
-  stable = {t.split(' ')[6].rstrip(':'): v for t, v in verdicts.items()
-            if t.startswith('REDI is stable')}
-  assert stable == {lo: 'reproduced', hi: 'contradicted'}  # 0.1 below SFT at the higher rate
-  degrade = {(t.split(' ')[0], t.split(' ')[-1]): v for t, v in verdicts.items()
-             if 'degrades' in t}
-  assert degrade == {('symmetric', lo): 'reproduced', ('DPO', lo): 'inconclusive',
-                     ('symmetric', hi): 'reproduced', ('DPO', hi): 'reproduced'}
+  """The gate, REDI's comparisons on both tasks, and the not-tested cases."""
+  finals = _finals('addition') | _finals('arith')
+  choice = {t: dict.fromkeys(reproduce.STAGE2, 1e-4) for t in reproduce.TASKS}
+  verdicts = _verdicts(_fake_runs(tmp_path / 'a', finals), tmp_path, choice=choice)
+  gate = next(v for t, v in verdicts.items() if t.startswith('Gate'))
+  assert gate == 'reproduced'  # 0.95.. vs 0.05
+  for task in reproduce.TASKS:
+    assert verdicts[f'{task}: REDI beats the SFT checkpoint it starts from'] == 'reproduced'
+    assert verdicts[f'{task}: REDI beats continued SFT'] == 'reproduced'
+    assert verdicts[f'{task}: REDI beats the symmetric objective'] == 'inconclusive'
+    assert verdicts[f'{task}: REDI beats DPO'] == 'inconclusive'  # -0.01, +0.01, -0.01, ...
+    assert verdicts[f'{task}: REDI beats SimPO'] == 'reproduced'
   assert (tmp_path / 'pass_at_1.png').stat().st_size > 1000
+  assert (tmp_path / 'strategy.png').stat().st_size > 1000
+  # the gate failing (long forced no better than short) leaves addition's claims untested
+  verdicts = _verdicts(_fake_runs(tmp_path / 'b', finals, gate=(0.3, 0.25)), tmp_path)
+  assert next(v for t, v in verdicts.items() if t.startswith('Gate')) != 'reproduced'
+  assert verdicts['addition: REDI beats DPO'] == 'not tested'
+  assert verdicts['arith: REDI beats DPO'] == 'inconclusive'
   # an arm still improving at the end, or at its floor, leaves its claims untested
-  verdicts = _verdicts(_fake_runs(tmp_path / 'c', finals, still_rising=low('redi')),
-                       tmp_path)
-  assert verdicts['REDI beats the SFT checkpoint it starts from'] == 'not tested'
-  verdicts = _verdicts(_fake_runs(tmp_path / 'd', finals, sft_floor=0.79), tmp_path)
-  assert verdicts['REDI beats the SFT checkpoint it starts from'] == 'not tested'
+  verdicts = _verdicts(_fake_runs(tmp_path / 'c', finals, still_rising='arith_redi'), tmp_path)
+  assert verdicts['arith: REDI beats SimPO'] == 'not tested'
+  assert verdicts['addition: REDI beats SimPO'] == 'reproduced'
+  verdicts = _verdicts(_fake_runs(tmp_path / 'd', finals, floor=0.29), tmp_path)
+  assert verdicts['arith: REDI beats the SFT checkpoint it starts from'] == 'not tested'

@@ -8,12 +8,14 @@ Stage 1 (SFT, the default argument) and stage 2 (`:redi`, `:symmetric`, `:dpo`, 
         --config.init_from=/tmp/redi_sft
     python -m common.main --config=configs/redi/arith.py:smoke --workdir=/tmp/redi_sft_smoke
 
-The sizes are those of `python -m papers.redi.reproduce` (which runs every arm over seeds): a
-2-layer, d = 64 character transformer, 6000 training problems with 4 teacher traces each (40%
-erring), SFT 2000 steps of 64 traces, stage 2 60 steps of 32 pairs (about 0.4 of a pass over
-the pairs), greedy pass@1 on 64 validation and 160 test problems. Expected: SFT test pass@1
-around 0.8 (its floors, the untrained model and the majority answer, are 0); stage 2 moves it
-by a few points at lr 3e-5 and lowers it by up to a few tens of points at 1e-4 with negatives.
+The control task of `python -m papers.redi.reproduce` (which runs every arm over seeds, each
+stage-2 objective at its rate picked on validation): a 2-layer, d = 64 character transformer,
+6000 training problems with 4 teacher traces each (40% erring), SFT 2000 steps of 64 traces,
+stage 2 120 steps of 32 pairs (about 0.8 of a pass over the pairs; continued SFT 120 steps of
+64 correct traces, as many sequences), greedy pass@1 on 64 validation and 160 test problems,
+pass@1 and pass@4 of 4 samples at temperature 0.6. DPO and SimPO use the paper's tuned beta
+(0.001) and (beta, gamma) = (2, 1) (its Appendix C.4). An incorrect trace here is one random
+slip in the one deterministic solution, so it says little the correct trace does not.
 `:smoke` shrinks data and steps to seconds.
 """
 
@@ -21,6 +23,7 @@ import ml_collections
 
 from common.config import config_args
 
+PAIR_BATCH, STAGE2_STEPS = 32, 120
 # stage-2 arguments -> (preference.method, preference.alpha)
 PREFERENCE = {'redi': ('redi', 0.8), 'symmetric': ('redi', 1.0), 'dpo': ('dpo', 0.8),
               'simpo': ('simpo', 0.8), 'continued_sft': ('sft', 0.8)}
@@ -38,29 +41,34 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.num_devices = 1
   c.stage = 'preference' if stage2 else 'sft'
   c.init_from = ''  # stage 2: the SFT run's workdir
-  c.data = dict(num_train=6000, num_valid=64, num_test=160, samples_per_problem=4,
-                error_rate=0.4, seed=0)
+  c.data = dict(task='arith', num_train=6000, num_valid=64, num_test=160,
+                samples_per_problem=4, error_rate=0.4, seed=0)
   c.model = dict(num_layers=2, d_model=64, num_heads=4, num_kv_heads=4, mlp_dim=256)
   method, alpha = PREFERENCE[stage2[0]] if stage2 else ('redi', 0.8)
-  c.preference = dict(method=method, alpha=alpha, neg_gamma=0.0, dpo_beta=0.1, simpo_beta=2.0,
-                      simpo_gamma=1.0)
-  if stage2:  # a fresh optimizer, warmup then linear decay to 0
-    c.train = dict(steps=60, batch_size=32, eval_every=30, log_every=5, checkpoint_every=30,
-                   keep_checkpoints=2, steps_per_dispatch=1)
-    c.optim = dict(name='adamw', lr=1e-4, schedule='linear', warmup_steps=6, weight_decay=0.0,
-                   grad_clip=1.0, final_lr_fraction=0.0)
+  # the paper's tuned beta of DPO and (beta, gamma) of SimPO (Appendix C.4, Table 2)
+  c.preference = dict(method=method, alpha=alpha, neg_gamma=0.0, dpo_beta=0.001,
+                      simpo_beta=2.0, simpo_gamma=1.0)
+  if stage2:  # a fresh optimizer, 10% warmup then linear decay to 0
+    # continued SFT takes twice the pair batch in traces: as many sequences per step
+    batch = 2 * PAIR_BATCH if method == 'sft' else PAIR_BATCH
+    c.train = dict(steps=STAGE2_STEPS, batch_size=batch, eval_every=STAGE2_STEPS // 3,
+                   log_every=10, checkpoint_every=STAGE2_STEPS // 3, keep_checkpoints=2,
+                   steps_per_dispatch=1)
+    c.optim = dict(name='adamw', lr=1e-4, schedule='linear', warmup_steps=STAGE2_STEPS // 10,
+                   weight_decay=0.0, grad_clip=1.0, final_lr_fraction=0.0)
   else:
     c.train = dict(steps=2000, batch_size=64, eval_every=250, log_every=50,
                    checkpoint_every=500, keep_checkpoints=2, steps_per_dispatch=1)
     c.optim = dict(name='adamw', lr=3e-3, schedule='cosine', warmup_steps=100,
                    weight_decay=0.01, grad_clip=1.0, final_lr_fraction=0.1)
-  # one batch of the 160 test + 64 validation problems; num_samples > 0 adds pass@1 sampled at
-  # the temperature (k samples per test problem), off here: each costs a greedy pass's time
-  c.eval = dict(batch_size=224, temperature=0.6, num_samples=0)
+  # one batch of the 160 test + 64 validation problems; num_samples: samples per test problem
+  # at the temperature (pass@1 sampled and pass@k, k = num_samples), each a greedy pass's time
+  c.eval = dict(batch_size=224, temperature=0.6, num_samples=4)
   if 'smoke' in args:
     c.data.update(num_train=200, num_valid=32, num_test=32)
-    c.train.update(steps=4, batch_size=8, eval_every=2, log_every=1,
-                   checkpoint_every=2)
+    c.train.update(steps=4, batch_size=16 if method == 'sft' else 8, eval_every=2,
+                   log_every=1, checkpoint_every=2)
+    c.eval.num_samples = 2
     c.optim.warmup_steps = 1
     c.eval.batch_size = 64
   return c

@@ -1,4 +1,5 @@
-"""REDI at paper scale: a Qwen2.5-Math-1.5B-sized model, SFT (lr 5e-5) then REDI (alpha 0.8, 1e-6).
+"""REDI at paper scale: a Qwen2.5-Math-1.5B-sized model, SFT (lr 5e-5) then REDI (alpha 0.8, 1e-6)
+or a baseline at the paper's tuned setting.
 
 Stage 1 (the default argument) and stage 2 (`:redi`, `:symmetric`, `:dpo`, `:simpo`,
 `:continued_sft`) are separate runs; stage 2 starts from the SFT run's newest checkpoint:
@@ -21,12 +22,17 @@ checkpointing. Stage 1: SFT on 78k correct OpenR1-Math traces, lr 5e-5, linear s
 warmup, weight decay 1e-4, 3 epochs, sequences up to 32,768 tokens, 8 x 2 per device x 8 GPUs =
 128 per step. Stage 2: REDI on 53k (correct, incorrect) trace pairs, chosen weight 1.0, rejected
 weight alpha = 0.8, lr 1e-6, linear with 10% warmup, one epoch, global batch 32 (1 x 4
-accumulation x 8 GPUs), prompts up to 800 and pairs up to 19,800 tokens. Headline (issue 13):
+accumulation x 8 GPUs), prompts up to 800 and pairs up to 19,800 tokens. The baselines at the
+paper's tuned values (Appendix C.4, Table 2 of `full_paper.pdf` in the official repository):
+`:dpo` beta 0.001 at lr 2e-7 (best of beta in {0.001, 0.01, 0.1} x lr grids), `:simpo` beta 2,
+gamma 1 at lr 5e-7 (better than beta 10, gamma 5 at 3e-7), `:symmetric` (alpha 1) at lr 2e-7;
+`:continued_sft` (alpha 0) at REDI's 1e-6. Headline (issue 13):
 MATH-500 pass@1 REDI 81.7 vs DPO 81.3 / SimPO 81.1 from SFT 76.7; average 48.3 vs 47.2 / 47.2.
 Hardware: 8 GPUs (the recipes' global batch 32 = 1 per device x 4 accumulation x 8).
 
-Here: model size, stage learning rates, schedules, alpha, batch sizes, gradient accumulation
-and step counts (one pass over 53k pairs, three over 78k traces) are the paper's;
+Here: model size, stage learning rates, DPO / SimPO betas and margin, schedules, alpha, batch
+sizes, gradient accumulation and step counts (one pass over 53k pairs, three over 78k traces) are
+the paper's;
 `eval.num_samples` and `eval.batch_size` are our choice.
 Data and start (`papers/redi/experiment.py`, `papers/redi/traces.py`): with
 `data.traces_jsonl` (one JSON object per line: "prompt", "chosen" = a correct trace, optional
@@ -60,6 +66,11 @@ SFT_BATCH, PAIR_BATCH, SFT_EPOCHS = 128, 32, 3
 # stage-2 arguments -> (preference.method, preference.alpha)
 PREFERENCE = {'redi': ('redi', 0.8), 'symmetric': ('redi', 1.0), 'dpo': ('dpo', 0.8),
               'simpo': ('simpo', 0.8), 'continued_sft': ('sft', 0.8)}
+# the paper's tuned stage-2 settings (Appendix C.4 and Table 2 of the paper's full_paper.pdf in
+# Tim-Siu/reinforcement-distillation): DPO beta 0.001 at 2e-7, SimPO beta 2, gamma 1 at 5e-7,
+# symmetric REDI at 2e-7, REDI alpha 0.8 at 1e-6; continued SFT (alpha 0) at REDI's rate
+DPO_BETA, SIMPO_BETA, SIMPO_GAMMA = 0.001, 2.0, 1.0
+STAGE2_LR = {'redi': 1e-6, 'symmetric': 2e-7, 'dpo': 2e-7, 'simpo': 5e-7, 'continued_sft': 1e-6}
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -77,16 +88,18 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.mesh = dict(fsdp=1, fsdp_min_size=2 ** 16)
   c.stage = 'preference' if stage2 else 'sft'
   c.init_from = ''  # stage 2: the SFT run's workdir
-  c.data = dict(num_train=SFT_EXAMPLES, num_valid=512, num_test=500, samples_per_problem=4,
-                error_rate=0.4, seed=0, traces_jsonl='', tokenizer='', eos_token='',
+  c.data = dict(task='arith', num_train=SFT_EXAMPLES, num_valid=512, num_test=500,
+                samples_per_problem=4, error_rate=0.4, seed=0, traces_jsonl='', tokenizer='',
+                eos_token='',
                 max_len=32_768, pair_max_len=19_800)
   c.model = dict(num_layers=28, d_model=1536, num_heads=12, num_kv_heads=2, mlp_dim=8960,
                  rope_theta=10000.0, norm_eps=1e-6, tie_embeddings=True, dtype='bfloat16',
                  remat=True, init_checkpoint='')
   method, alpha = PREFERENCE[stage2[0]] if stage2 else ('redi', 0.8)
-  c.preference = dict(method=method, alpha=alpha, neg_gamma=0.0, dpo_beta=0.1, simpo_beta=2.0,
-                      simpo_gamma=1.0)
-  steps, batch, lr = (pair_steps, PAIR_BATCH, 1e-6) if stage2 else (sft_steps, SFT_BATCH, 5e-5)
+  c.preference = dict(method=method, alpha=alpha, neg_gamma=0.0, dpo_beta=DPO_BETA,
+                      simpo_beta=SIMPO_BETA, simpo_gamma=SIMPO_GAMMA)
+  lr = STAGE2_LR[stage2[0]] if stage2 else 5e-5
+  steps, batch = (pair_steps, PAIR_BATCH) if stage2 else (sft_steps, SFT_BATCH)
   c.train = dict(steps=steps, batch_size=batch, grad_accum_steps=4 if stage2 else 8,
                  eval_every=200, log_every=10, checkpoint_every=200, keep_checkpoints=2)
   c.optim = dict(name='adamw', lr=lr, schedule='linear', warmup_steps=steps // 10,

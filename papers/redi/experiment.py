@@ -1,8 +1,8 @@
 """REDI's two stages, each one run of `common.train.fit`: SFT on positive traces, then a
 preference objective started from the SFT run's checkpoint.
 
-    python -m common.main --config=configs/redi/arith.py:smoke --workdir=/tmp/redi_sft
-    python -m common.main --config=configs/redi/arith.py:redi,smoke --workdir=/tmp/redi_pref \
+    python -m common.main --config=configs/redi/addition.py:smoke --workdir=/tmp/redi_sft
+    python -m common.main --config=configs/redi/addition.py:redi,smoke --workdir=/tmp/redi_pref \
         --config.init_from=/tmp/redi_sft
 
 `config.stage` is 'sft' (stage 1: token-mean cross-entropy on the correct traces, from a fresh
@@ -10,20 +10,28 @@ initialisation or `model.init_checkpoint`) or 'preference' (stage 2 from the new
 of the run in `config.init_from`, with a fresh optimizer). Preference methods
 (`config.preference.method`): 'redi' (alpha from the config; alpha = 1 is the symmetric
 objective), 'dpo' (the reference log-probabilities come from the restored SFT parameters),
-'simpo', 'sft' (continued SFT on the pairs' positives).
+'simpo', 'sft' (continued SFT: stage 1's loss on the SFT traces).
+
+Data (`config.data.task`): 'addition' (`papers/redi/addition.py`: a long reliable and a short
+unreliable strategy), 'arith' (`papers/redi/task.py`: one deterministic solution, random slips),
+or, with `data.traces_jsonl` and `data.tokenizer`, teacher traces from a file
+(`papers/redi/traces.py`).
 
 Evaluators, every `train.eval_every` steps and at the end (`eval/<name>` in metrics.jsonl, the
-final values in result.json): on the arithmetic task (`papers/redi/task.py`), pass@1 on the
-validation and test problems by greedy decoding and, when `eval.num_samples` > 0, on the test
-problems by sampling at `eval.temperature` (mean over the samples), checked by the verifier
-(`task.verify_ids`, `task.verify` on token ids); on both data sources, the held-out pairs' mean
-per-token log-likelihood of the correct (chosen) and incorrect (rejected) trace and the share
-of pairs whose correct trace is the likelier per token. With
-`data.traces_jsonl` and `data.tokenizer` (`papers/redi/traces.py`) there is no answer verifier,
-so the log-likelihood evaluators are the only ones. The SFT run also reports its floors:
-`floor/untrained_<metric>` (the evaluators on the initial parameters) and, on the arithmetic
-task, `floor/majority_answer_test_pass1` (every test problem answered with the most frequent
-training answer).
+final values in result.json). On both tasks: greedy pass@1 on the validation and test problems
+and, with `eval.num_samples` = k > 0, on the test problems k samples at `eval.temperature`
+(`test_pass1_sampled`, their mean; `test_passk_sampled`, pass@k), checked by the task's verifier
+on token ids. On the addition task also: the exact expected pass@1 at the temperature
+(`*_pass1_exact`: the probabilities of the two correct completions under softmax(logits / T),
+summed), the long strategy's share (`test_long_share_exact`: P(first token ';'), and its share
+of the greedy and sampled outputs), each strategy's accuracy when forced (greedy from the prompt
+plus its first token, `*_pass1_greedy_{long,short}_forced`; exact P(correct | first token),
+`test_pass1_exact_{long,short}_forced`). On every data source, the held-out pairs' mean
+per-token log-likelihood of the correct (chosen) and incorrect (rejected) trace and the share of
+pairs whose correct trace is the likelier per token (the only evaluators on a trace file, which
+has no verifier). The SFT run also reports its floors: `floor/untrained_<metric>` (the
+evaluators on the initial parameters) and, on the tasks, `floor/majority_answer_test_pass1`
+(every test problem answered with the most frequent training answer).
 """
 
 from __future__ import annotations
@@ -43,9 +51,10 @@ from common import checkpoint, data, lm, parallel, train
 from common import config as cfglib
 from common.lm import token_cross_entropy
 from common.models.transformer import Transformer
-from papers.redi import losses, task, traces
+from papers.redi import addition, losses, task, traces
 
 STAGES = ('sft', 'preference')
+TASKS = {'arith': task, 'addition': addition}  # data.task -> its module
 METHODS = ('redi', 'dpo', 'simpo', 'sft')
 EVAL_SALT = 1  # the sampling keys of the evaluation: fold_in(key(seed), EVAL_SALT), then row
 
@@ -84,8 +93,9 @@ def preference_loss(model: Transformer, cfg: ml_collections.ConfigDict, params: 
     per_example = losses.dpo_loss(s_pos, s_neg, batch['ref_pos'], batch['ref_neg'], cfg.dpo_beta)
   elif cfg.method == 'simpo':
     per_example = losses.simpo_loss(s_pos, n_pos, s_neg, n_neg, cfg.simpo_beta, cfg.simpo_gamma)
-  else:  # continued SFT: token-mean NLL of the positives
-    per_example = -s_pos / n_pos.sum() * n_pos.shape[0]
+  else:
+    raise ValueError(f'preference_loss has no objective {cfg.method!r}: continued SFT '
+                     "(method 'sft') trains with sft_loss on the SFT traces")
   metrics = {'chosen_logp': (s_pos / n_pos).mean(), 'rejected_logp': (s_neg / n_neg).mean()}
   return per_example.mean(), metrics
 
@@ -115,14 +125,14 @@ def place_params(config: ml_collections.ConfigDict, params: Any, mesh: jax.shard
 
 # --- decoding and evaluators ----------------------------------------------------------------------
 
-@functools.partial(jax.jit, static_argnames=('model', 'temperature'))
+@functools.partial(jax.jit, static_argnames=('model', 'temperature', 'seq_len'))
 def generate(model: Transformer, params: Any, prompts: jax.Array, keys: jax.Array | None = None,
-             temperature: float = 0.0) -> jax.Array:
-  """Completes prompts [N, PROMPT_LEN] to [N, SEQ_LEN]: greedy when temperature == 0, else row
-  i samples token t from softmax(logits / temperature) with key fold_in(keys[i], t) (so a row's
-  sample does not depend on the batch it is in). Full recompute per token (tiny sequences)."""
-  n = prompts.shape[0]
-  buf = jnp.zeros((n, task.SEQ_LEN), jnp.int32).at[:, :task.PROMPT_LEN].set(prompts)
+             temperature: float = 0.0, seq_len: int = task.SEQ_LEN) -> jax.Array:
+  """Completes prompts [N, P] to [N, seq_len]: greedy when temperature == 0, else row i samples
+  token t from softmax(logits / temperature) with key fold_in(keys[i], t) (so a row's sample
+  does not depend on the batch it is in). Full recompute per token (tiny sequences)."""
+  n, prompt_len = prompts.shape
+  buf = jnp.zeros((n, seq_len), jnp.int32).at[:, :prompt_len].set(prompts)
 
   def body(t, buf):
     logits = jax.lax.dynamic_index_in_dim(model.apply(params, buf), t - 1, 1, False)
@@ -133,7 +143,7 @@ def generate(model: Transformer, params: Any, prompts: jax.Array, keys: jax.Arra
                                                          x / temperature))(keys, logits)
     return jax.lax.dynamic_update_index_in_dim(buf, nxt.astype(jnp.int32), t, 1)
 
-  return jax.lax.fori_loop(task.PROMPT_LEN, task.SEQ_LEN, body, buf)
+  return jax.lax.fori_loop(prompt_len, seq_len, body, buf)
 
 
 @dataclasses.dataclass
@@ -158,6 +168,30 @@ def _pad_rows(rows: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarra
   return {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in rows.items()}
 
 
+def pass_at_k(n: int, c: jax.Array, k: int) -> jax.Array:
+  """The unbiased pass@k of n samples with c correct: 1 - C(n - c, k) / C(n, k)."""
+  i = jnp.arange(k)
+  return 1.0 - jnp.prod(jnp.clip((n - c[:, None] - i) / (n - i), 0.0, 1.0), -1)
+
+
+def strategy_logprobs(model: Transformer, params: Any, batch: dict, temperature: float
+                      ) -> dict[str, jax.Array]:
+  """On the addition task, at softmax(logits / temperature): log P(first token = s) for each
+  strategy s and log P(s's correct completion), each [B] (teacher-forced, exact)."""
+  p = addition.PROMPT_LEN
+  out = {}
+  for name in addition.STRATEGIES:
+    target = batch[f'{name}_target']
+    tokens = jnp.concatenate([batch['prompt'], target], -1)
+    is_eos = target == addition.EOS
+    upto = ((jnp.cumsum(is_eos, -1) - is_eos) == 0).astype(jnp.float32)
+    mask = jnp.concatenate([jnp.zeros_like(batch['prompt'], jnp.float32), upto], -1)
+    logits = model.apply(params, tokens) / temperature
+    out[f'{name}_correct'] = losses.sequence_logprob(logits, tokens, mask)[0]
+    out[f'{name}_first'] = jax.nn.log_softmax(logits[:, p - 1], -1)[:, addition.STRATEGIES[name]]
+  return out
+
+
 def make_evaluation(model: Transformer, config: ml_collections.ConfigDict,
                     ds: task.Datasets | traces.TraceDatasets) -> Evaluation:
   """The evaluators (see the module doc) over the validation and test rows."""
@@ -166,14 +200,17 @@ def make_evaluation(model: Transformer, config: ml_collections.ConfigDict,
   n_pairs = len(pairs['pos_tokens'])
   rows = {**pairs, 'w_chosen': np.ones(n_pairs, np.float32),
           'w_pair': (pairs['neg_mask'].sum(-1) > 0).astype(np.float32)}
+  mod = TASKS[config.data.get('task', 'arith')] if on_task else None
   if on_task:  # the test problems, then the validation problems (no pairs)
     n_valid = len(ds.valid)
     rows = {k: np.concatenate([v, np.zeros((n_valid,) + v.shape[1:], v.dtype)])
             for k, v in rows.items()}
     problems = ds.test + ds.valid
-    rows |= {'prompt': task.prompts(problems), 'answer': task.answers(problems),
+    rows |= {'prompt': mod.prompts(problems),
              'w_test': np.r_[np.ones(n_pairs), np.zeros(n_valid)].astype(np.float32),
              'w_valid': np.r_[np.zeros(n_pairs), np.ones(n_valid)].astype(np.float32)}
+    rows |= (addition.targets(problems) if mod is addition
+             else {'answer': task.answers(problems)})
     base = jax.random.fold_in(jax.random.key(config.seed), EVAL_SALT)
     rows['key'] = np.asarray(jax.random.key_data(
         jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(len(problems)))))
@@ -186,6 +223,19 @@ def make_evaluation(model: Transformer, config: ml_collections.ConfigDict,
   def mean(name: str, values: jax.Array, batch: dict) -> jax.Array:
     return jnp.sum(batch[name] * values) * scale[name]
 
+  def on_both(out: dict, name: str, values: jax.Array, batch: dict) -> None:
+    out[f'valid_{name}'] = mean('w_valid', values, batch)
+    out[f'test_{name}'] = mean('w_test', values, batch)
+
+  def verify(completions: jax.Array, batch: dict, reps: int = 1) -> jax.Array:
+    if mod is addition:
+      return addition.verify_ids(completions, jnp.tile(batch['long_target'], (reps, 1)),
+                                 jnp.tile(batch['short_target'], (reps, 1)))
+    return task.verify_ids(completions, jnp.tile(batch['answer'], reps))
+
+  def decode(params, prompt, keys=None, temp=0.0):
+    return generate(model, params, prompt, keys, temp, mod.SEQ_LEN)[:, mod.PROMPT_LEN:]
+
   def eval_fn(params, batch):
     s_pos, n_pos, s_neg, n_neg = pair_logprobs(model, params, batch)
     pos, neg = s_pos / jnp.maximum(n_pos, 1), s_neg / jnp.maximum(n_neg, 1)
@@ -194,20 +244,36 @@ def make_evaluation(model: Transformer, config: ml_collections.ConfigDict,
            'test_pair_accuracy': mean('w_pair', (pos > neg).astype(jnp.float32), batch)}
     if not on_task:
       return out
-    ok = task.verify_ids(generate(model, params, batch['prompt'])[:, task.PROMPT_LEN:],
-                         batch['answer']).astype(jnp.float32)
-    out |= {'valid_pass1_greedy': mean('w_valid', ok, batch),
-            'test_pass1_greedy': mean('w_test', ok, batch)}
+    greedy = decode(params, batch['prompt'])
+    on_both(out, 'pass1_greedy', verify(greedy, batch).astype(jnp.float32), batch)
+    if mod is addition:
+      out['test_long_share_greedy'] = mean(
+          'w_test', (greedy[:, 0] == addition.LONG_ID).astype(jnp.float32), batch)
+      for name, first in addition.STRATEGIES.items():  # the strategy forced
+        forced = jnp.concatenate([batch['prompt'], jnp.full_like(batch['prompt'][:, :1], first)],
+                                 -1)
+        ok = verify(decode(params, forced), batch).astype(jnp.float32)
+        on_both(out, f'pass1_greedy_{name}_forced', ok, batch)
+      exact = strategy_logprobs(model, params, batch, temperature)
+      on_both(out, 'pass1_exact', jnp.exp(exact['long_correct']) + jnp.exp(exact['short_correct']),
+              batch)
+      out['test_long_share_exact'] = mean('w_test', jnp.exp(exact['long_first']), batch)
+      for name in addition.STRATEGIES:  # P(correct | the strategy's first token)
+        out[f'test_pass1_exact_{name}_forced'] = mean(
+            'w_test', jnp.exp(exact[f'{name}_correct'] - exact[f'{name}_first']), batch)
     if not k:
       return out
     keys = jax.random.wrap_key_data(batch['key'])
     sample_keys = jax.vmap(lambda j: jax.vmap(lambda key: jax.random.fold_in(key, j))(keys))(
         jnp.arange(k)).reshape(-1)
-    sampled = generate(model, params, jnp.tile(batch['prompt'], (k, 1)), sample_keys,
-                       temperature)
-    ok_sampled = task.verify_ids(sampled[:, task.PROMPT_LEN:], jnp.tile(batch['answer'], k))
-    ok_sampled = ok_sampled.astype(jnp.float32).reshape(k, -1).mean(0)
-    return out | {'test_pass1_sampled': mean('w_test', ok_sampled, batch)}
+    sampled = decode(params, jnp.tile(batch['prompt'], (k, 1)), sample_keys, temperature)
+    correct = verify(sampled, batch, k).astype(jnp.float32).reshape(k, -1).sum(0)
+    out |= {'test_pass1_sampled': mean('w_test', correct / k, batch),
+            'test_passk_sampled': mean('w_test', pass_at_k(k, correct, k), batch)}
+    if mod is addition:
+      long = (sampled[:, 0] == addition.LONG_ID).astype(jnp.float32).reshape(k, -1).mean(0)
+      out['test_long_share_sampled'] = mean('w_test', long, batch)
+    return out
 
   return Evaluation(eval_fn, rows, batch_size)
 
@@ -223,7 +289,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   cfglib.check_divisible(config, 'eval.batch_size', num_devices, 'the number of devices')
   cfglib.check_choice(config, 'stage', STAGES)
   cfglib.check_choice(config, 'preference.method', METHODS)
-  cfglib.check_range(config, 'data.error_rate', 0.0, 1.0)
+  cfglib.check_choice(config, 'data.task', tuple(TASKS))
+  rates = ('short_rate', 'carry_drop', 'long_error_rate') if config.data.task == 'addition' \
+      else ('error_rate',)
+  for rate in rates:
+    cfglib.check_range(config, f'data.{rate}', 0.0, 1.0)
   cfglib.check_range(config, 'eval.temperature', 0.0, 100.0, low_open=True)
   if config.model.d_model % config.model.num_heads:
     raise cfglib.ConfigError(f'config.model.d_model={config.model.d_model} is not divisible by '
@@ -253,7 +323,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
                              'arithmetic task has its own vocabulary')
 
 
-_task_datasets = functools.cache(task.make_datasets)  # read-only; runs of a sweep share it
+@functools.cache  # read-only; runs of a sweep share it
+def _task_datasets(d: tuple) -> task.Datasets:
+  d = dict(d)
+  sizes = (d['num_train'], d['num_valid'], d['num_test'], d['samples_per_problem'])
+  if d['task'] == 'addition':
+    return addition.make_datasets(*sizes, d['short_rate'], d['carry_drop'],
+                                  d['long_error_rate'], d['seed'])
+  return task.make_datasets(*sizes, d['error_rate'], d['seed'])
 
 
 def load_data(config: ml_collections.ConfigDict, load_params: bool = True):
@@ -263,9 +340,8 @@ def load_data(config: ml_collections.ConfigDict, load_params: bool = True):
   d = config.data
   trace_file = lm.string_setting(d, 'traces_jsonl')
   if not trace_file:
-    ds = _task_datasets(d.num_train, d.num_valid, d.num_test, d.samples_per_problem,
-                        d.error_rate, d.seed)
-    return ds, task.VOCAB_SIZE, None
+    ds = _task_datasets(tuple(sorted(d.to_dict().items())))
+    return ds, TASKS[d.task].VOCAB_SIZE, None
   tokenizer = lm.load_tokenizer(d)
   eos = data.eos_id(tokenizer, lm.string_setting(d, 'eos_token') or None)
   ds = traces.make_datasets(trace_file, tokenizer, eos, d.max_len, d.num_test, d.pair_max_len)
@@ -307,6 +383,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                    jnp.zeros((1, ds.sft['tokens'].shape[1]), jnp.int32))
     extra = floors(config, ds, evaluation, params, mesh)
     extra |= {f'data/{k}': float(v) for k, v in ds.stats.items()}
+    arrays = ds.sft
+    loss_fn = functools.partial(sft_loss, model)
+  elif config.preference.method == 'sft':  # continued SFT on the correct traces
     arrays = ds.sft
     loss_fn = functools.partial(sft_loss, model)
   else:

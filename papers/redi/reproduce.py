@@ -1,14 +1,20 @@
-"""Reproduction: SFT, then REDI / symmetric REDI / DPO / SimPO / continued SFT, each started from
-the same seed's SFT checkpoint, over a small stage-2 learning-rate grid.
+"""Reproduction: on two tasks, SFT, then continued SFT / REDI / symmetric REDI / DPO / SimPO, each
+started from the same seed's SFT checkpoint at its learning rate picked on validation.
 
     python -m papers.redi.reproduce            # full: papers/redi/results.json and plots
     python -m papers.redi.reproduce --quick    # smoke configs, writes beside its runs
 
-Every run is `python -m common.main --config=configs/redi/arith.py:<objective>` (its command is
-in results.json); stage 2 gets `--config.init_from=<the same seed's SFT workdir>` and a rate
-from LR_GRID. The comparisons with REDI take each objective at its rate with the best seed-mean
-validation pass@1 (rates are never picked on the test problems); the stability claims are made
-at every rate of the grid.
+Tasks (`TASKS`): `addition` (`configs/redi/addition.py`), where the teacher's incorrect traces
+are mostly short-way answers that miss carries, so they say which strategy to avoid; `arith`
+(`configs/redi/arith.py`), the control, where an incorrect trace is one random slip in the one
+deterministic solution and says nothing the correct trace does not.
+
+Pilot (`<workdir>/pilot`, seed `PILOT_SEEDS`, disjoint from the main seeds): each task's SFT and
+every stage-2 objective at every rate of `LR_GRID`; each objective's rate is the one with the
+best validation pass@1 (`VALID`; the lower rate on a tie). Main sweep: each task's SFT and the
+five objectives at the picked rates on `SEEDS`; seed s of every stage-2 arm starts from seed s's
+SFT checkpoint (`sweep.After`). Every run is `python -m common.main --config=<task config>:<arm>`
+(its command is in results.json).
 """
 
 from __future__ import annotations
@@ -19,141 +25,215 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from common import plots, results, stats, sweep
-from configs.redi import arith
+from configs.redi import addition, arith
 
 PAPER = 'redi'
 TITLE = 'REDI: reinforcement distillation from positive and negative teacher traces'
-CONFIG = 'configs/redi/arith.py'
-SEEDS = (0, 1, 2)
-LR_GRID = (3e-5, 1e-4)  # stage 2; SFT runs at 3e-3
+TASKS = {'addition': 'configs/redi/addition.py', 'arith': 'configs/redi/arith.py'}
+CONFIGS = {'addition': addition, 'arith': arith}
+SEEDS = (0, 1, 2, 3, 4)
+QUICK_SEEDS = (0, 1)
+PILOT_SEEDS = (5,)
+# stage-2 rate grids (SFT runs at 3e-3), centred where stage 2 moves each task's pass@1 within
+# its 120 steps: on arith 1e-4 already lowers it, on addition 1e-4 still gains at the end
+LR_GRID = {'addition': (1e-4, 3e-4, 1e-3), 'arith': (1e-5, 3e-5, 1e-4)}
 STAGE2 = ('continued_sft', 'redi', 'symmetric', 'dpo', 'simpo')
-UNSTABLE = ('symmetric', 'dpo')  # the objectives the paper finds to degrade where REDI is stable
 LABELS = {'sft': 'SFT (stage-1 checkpoint)', 'continued_sft': 'continued SFT on positives',
-          'redi': 'REDI (alpha 0.8)', 'symmetric': 'symmetric (alpha 1)', 'dpo': 'DPO',
-          'simpo': 'SimPO'}
-PAPER_NUMBERS = {'sft': '76.7 / n.a.', 'redi': '81.7 / 48.3', 'dpo': '81.3 / 47.2',
-                 'simpo': '81.1 / 47.2'}  # MATH-500 pass@1 / 5-benchmark average
-PASS1, VALID = 'test_pass1_greedy', 'valid_pass1_greedy'
+          'redi': 'REDI (alpha 0.8)', 'symmetric': 'symmetric (alpha 1)',
+          'dpo': 'DPO (beta 0.001)', 'simpo': 'SimPO (beta 2, gamma 1)'}
+PAPER_NUMBERS = {'sft': '76.7', 'redi': '81.7', 'symmetric': '81.7', 'dpo': '81.3',
+                 'simpo': '81.1'}  # MATH-500 pass@1 (Table 2; SFT: Qwen-SFT-1.5B-3ep)
+# the claims' metric per task: addition's exact expected pass@1 at the eval temperature; the
+# control's greedy pass@1 (its verifier reads only the final answer: no exact expectation)
+PASS1 = {'addition': 'test_pass1_exact', 'arith': 'test_pass1_greedy'}
+VALID = {'addition': 'valid_pass1_exact', 'arith': 'valid_pass1_greedy'}
+GATE_LONG, GATE_SHORT = 'valid_pass1_greedy_long_forced', 'valid_pass1_greedy_short_forced'
+GATE_MARGIN = 0.2  # the long strategy forced must beat the short one by this after SFT
 FLOOR_MARGIN = 0.05  # an arm counts as trained when its mean test pass@1 beats the floor by this
 CONVERGENCE_TOL = 0.02  # seed-mean test pass@1 gain allowed over the last 20% of evaluations
-STABLE_MARGIN = 0.05  # "stable": test pass@1 no more than this below the SFT checkpoint's
 
 
-def arm_name(objective: str, lr: float) -> str:
-  return f'{objective}_lr{lr:g}'
+def arm_name(task: str, objective: str, lr: float | None = None) -> str:
+  return f'{task}_{objective}' + ('' if lr is None else f'_lr{lr:g}')
 
 
-def grid(quick: bool) -> tuple[float, ...]:
-  return LR_GRID[-1:] if quick else LR_GRID
+def grid(task: str, quick: bool) -> tuple[float, ...]:
+  return LR_GRID[task][1:2] if quick else LR_GRID[task]
 
 
-def arms(quick: bool) -> list[sweep.Arm]:
-  smoke = ',smoke' if quick else ''
-  out = [sweep.Arm('sft', f'{CONFIG}:sft{smoke}')]
-  out += [sweep.Arm(arm_name(name, lr), f'{CONFIG}:{name}{smoke}',
-                    {'init_from': sweep.After('sft'), 'optim.lr': lr})
-          for lr in grid(quick) for name in STAGE2]
+def _spec(task: str, arg: str, quick: bool) -> str:
+  return f'{TASKS[task]}:{arg}{",smoke" if quick else ""}'
+
+
+def _sft_arms(quick: bool) -> list[sweep.Arm]:
+  """Each task's SFT, first: the sweep runs them together before the stages that need them."""
+  return [sweep.Arm(arm_name(task, 'sft'), _spec(task, 'sft', quick)) for task in TASKS]
+
+
+def pilot_arms(quick: bool) -> list[sweep.Arm]:
+  """Per task: SFT, then every objective at every rate of the grid from its checkpoint."""
+  return _sft_arms(quick) + [
+      sweep.Arm(arm_name(task, name, lr), _spec(task, name, quick),
+                {'init_from': sweep.After(arm_name(task, 'sft')), 'optim.lr': lr})
+      for task in TASKS for name in STAGE2 for lr in grid(task, quick)]
+
+
+def _mean(runs: Sequence[sweep.Run], key: str) -> float:
+  return float(np.mean([r.metrics[key] for r in runs]))
+
+
+def choose(pilot: Mapping[str, Sequence[sweep.Run]], quick: bool = False
+           ) -> dict[str, dict[str, float]]:
+  """{task: {objective: the rate with the best validation pass@1 (the lower on a tie)}}."""
+  return {task: {name: max(grid(task, quick), key=lambda lr, t=task, n=name: (
+      _mean(pilot[arm_name(t, n, lr)], VALID[t]), -lr)) for name in STAGE2} for task in TASKS}
+
+
+def arms(quick: bool, choice: Mapping[str, Mapping[str, float]] | None = None
+         ) -> list[sweep.Arm]:
+  """Per task: SFT and each objective at its picked rate (`choice`; default the grid's middle)."""
+  out = _sft_arms(quick)
+  for task in TASKS:
+    for name in STAGE2:
+      lr = choice[task][name] if choice else grid(task, quick)[len(grid(task, quick)) // 2]
+      out.append(sweep.Arm(arm_name(task, name), _spec(task, name, quick),
+                           {'init_from': sweep.After(arm_name(task, 'sft')), 'optim.lr': lr}))
   return out
 
 
-def curves(runs: Sequence[sweep.Run], key: str) -> tuple[list[int], list[list[float]]]:
-  """(steps, one curve per seed) of `eval/<key>`."""
-  histories = [r.history(f'eval/{key}') for r in runs]
-  return histories[0][0], [h[1] for h in histories]
+def _with_start(runs: Mapping[str, Sequence[sweep.Run]], task: str, arm: str, key: str
+                ) -> tuple[list[int], list[list[float]]]:
+  """A stage-2 arm's eval curve per seed with the SFT checkpoint's value at step 0."""
+  steps, values = sweep.curves(runs[arm], f'eval/{key}')
+  start = [r.metrics[key] for r in runs[arm_name(task, 'sft')]]
+  return [0, *steps], [[s, *v] for s, v in zip(start, values, strict=True)]
 
 
-def _mean(runs: Mapping[str, Sequence[sweep.Run]], arm: str, key: str) -> float:
-  return float(np.mean([r.metrics[key] for r in runs[arm]]))
+def gate(runs: Mapping[str, Sequence[sweep.Run]]) -> dict:
+  """The addition task's precondition, after SFT: validation greedy pass@1 with the long
+  strategy forced beats the short one (paired over seeds) by at least GATE_MARGIN."""
+  sft = runs[arm_name('addition', 'sft')]
+  per_seed = {'SFT, long forced': [r.metrics[GATE_LONG] for r in sft],
+              'SFT, short forced': [r.metrics[GATE_SHORT] for r in sft]}
+  claim = stats.compare(
+      f'Gate (addition, after SFT): validation greedy pass@1 with the long strategy forced '
+      f'exceeds the short one by at least {GATE_MARGIN:g}', 'the premise: long traces are '
+      'the reliable strategy', per_seed, 'SFT, long forced', 'SFT, short forced', 'a>b',
+      metric=f'{GATE_LONG} vs {GATE_SHORT}', fmt='.3f')
+  passed = claim['verdict'] == 'reproduced' and claim['ci95'][0] >= GATE_MARGIN
+  if claim['verdict'] == 'reproduced' and not passed:
+    claim['verdict'] = 'inconclusive'
+    claim['ours'] += f'; the 95% interval reaches below the gate margin {GATE_MARGIN:g}'
+  claim['passed'] = passed
+  return claim
 
 
-def pick_rates(runs: Mapping[str, Sequence[sweep.Run]], rates: Sequence[float]
-               ) -> dict[str, float]:
-  """Per objective, the rate with the best seed-mean validation pass@1 (the lower on a tie)."""
-  picked = {}
-  for name in STAGE2:
-    ran = [lr for lr in rates if arm_name(name, lr) in runs]
-    if ran:
-      picked[name] = max(ran, key=lambda lr, n=name: (_mean(runs, arm_name(n, lr), VALID), -lr))
-  return picked
-
-
-def analyse(runs: Mapping[str, Sequence[sweep.Run]], *, quick: bool, out: pathlib.Path) -> dict:
-  """Claims (common.stats, paired by seed), tables and plots from the finished runs."""
-  rates = [lr for lr in grid(quick) if any(arm_name(n, lr) in runs for n in STAGE2)]
-  picked = pick_rates(runs, rates)
-  pass1 = sweep.metric(runs, PASS1)
-  sft = runs['sft']
-  untrained = float(np.mean([r.metrics[f'floor/untrained_{PASS1}'] for r in sft]))
-  majority = float(np.mean([r.metrics['floor/majority_answer_test_pass1'] for r in sft]))
-  floor = stats.Floor('max(untrained model, majority answer) test pass@1',
-                      max(untrained, majority), FLOOR_MARGIN)
-  converged = {arm: stats.convergence(curves(rs, PASS1)[1], CONVERGENCE_TOL)
+def task_claims(runs: Mapping[str, Sequence[sweep.Run]], task: str, gate_ok: bool = True
+                ) -> list[dict]:
+  """REDI vs the SFT start, continued SFT, symmetric, DPO and SimPO on the task's pass@1."""
+  key = PASS1[task]
+  runs = {arm: rs for arm, rs in runs.items() if arm.startswith(task + '_')}
+  pass1 = sweep.metric(runs, key)
+  sft = runs[arm_name(task, 'sft')]
+  floor_value = max(_mean(sft, f'floor/untrained_{key}'),
+                    _mean(sft, 'floor/majority_answer_test_pass1'))
+  floor = stats.Floor('max(untrained model, majority answer) test pass@1', floor_value,
+                      FLOOR_MARGIN)
+  converged = {arm: stats.convergence(sweep.curves(rs, f'eval/{key}')[1], CONVERGENCE_TOL)
                for arm, rs in runs.items()}
-  claims = []
-
-  def compare(text: str, paper: str, a: str | None, b: str | None) -> None:
-    missing = [x for x in (a, b) if x not in pass1]
-    if missing:
-      claims.append(stats.not_tested(text, paper, f'arm {missing[0]} not run'))
-      return
-    claims.append(stats.compare(text, paper, pass1, a, b, 'a>b', metric=f'{PASS1} (test)',
-                                fmt='.3f', floor=floor,
-                                converged={a: converged[a], b: converged[b]}))
-
-  at_picked = {name: arm_name(name, lr) for name, lr in picked.items()}
-  redi = at_picked.get('redi')
-  compare('REDI beats the SFT checkpoint it starts from', '81.7 vs 76.7 (MATH-500 pass@1)',
-          redi, 'sft')
-  compare('REDI beats DPO from the same SFT checkpoint', '81.7 vs 81.3 (MATH-500 pass@1)',
-          redi, at_picked.get('dpo'))
-  compare('REDI beats SimPO from the same SFT checkpoint', '81.7 vs 81.1 (MATH-500 pass@1)',
-          redi, at_picked.get('simpo'))
-  compare('REDI beats continued SFT on the positives', 'REDI > SFT on positives',
-          redi, at_picked.get('continued_sft'))
-  paper_stable = 'collapse vs stable (Fig. 3)'
-  for lr in rates:
-    stable = arm_name('redi', lr)
-    text = (f'REDI is stable at stage-2 lr {lr:g}: test pass@1 no more than {STABLE_MARGIN:g} '
-            'below the SFT checkpoint')
-    if stable not in pass1:
-      claims.append(stats.not_tested(text, paper_stable, f'arm {stable} not run'))
+  paper = {'sft': '81.7 vs 76.7 (MATH-500 pass@1)', 'continued_sft': 'REDI > SFT on positives',
+           'symmetric': '81.7 vs 81.7 MATH-500; 48.3 vs 47.7 5-benchmark average',
+           'dpo': '81.7 vs 81.3 (MATH-500 pass@1)', 'simpo': '81.7 vs 81.1 (MATH-500 pass@1)'}
+  what = {'sft': 'the SFT checkpoint it starts from', 'continued_sft': 'continued SFT',
+          'symmetric': 'the symmetric objective', 'dpo': 'DPO', 'simpo': 'SimPO'}
+  redi = arm_name(task, 'redi')
+  out = []
+  for other in ('sft', 'continued_sft', 'symmetric', 'dpo', 'simpo'):
+    text = f'{task}: REDI beats {what[other]}'
+    b = arm_name(task, other)
+    if redi not in pass1 or b not in pass1:
+      out.append(stats.not_tested(text, paper[other], f'arm {redi if redi not in pass1 else b} '
+                                  'not run'))
+    elif not gate_ok:
+      out.append(stats.not_tested(text, paper[other], 'the gate after SFT failed: the long '
+                                  'strategy is not the reliable one, the task is not the '
+                                  'designed test'))
     else:
-      claims.append(stats.noninferior(
-          text, paper_stable, pass1, stable, 'sft', STABLE_MARGIN, metric=f'{PASS1} (test)',
-          fmt='.3f', floor=floor, converged={stable: converged[stable], 'sft': converged['sft']}))
-    for other in UNSTABLE:
-      compare(f'{LABELS[other]} degrades more than REDI at stage-2 lr {lr:g}', paper_stable,
-              stable, arm_name(other, lr))
+      out.append(stats.compare(text, paper[other], pass1, redi, b, 'a>b',
+                               metric=f'{key} (test)', fmt='.3f', floor=floor,
+                               converged={redi: converged[redi], b: converged[b]}))
+  return out
 
-  tables = [main_table(runs, pass1, picked, untrained, majority, quick),
-            grid_table(runs, rates, picked)]
-  plot_files = [pass1_plot(runs, rates, floor.value, out), loglik_plot(runs, rates, out)]
+
+def analyse(runs: Mapping[str, Sequence[sweep.Run]], *, quick: bool, out: pathlib.Path,
+            pilot: Mapping[str, Sequence[sweep.Run]] | None = None,
+            choice: Mapping[str, Mapping[str, float]] | None = None) -> dict:
+  """Claims (common.stats, paired by seed), tables and plots from the finished runs."""
+  claims, tables = [], []
+  gate_ok = True
+  if arm_name('addition', 'sft') in runs:
+    g = gate(runs)
+    gate_ok = g.pop('passed')
+    claims.append(g)
+  for task in TASKS:
+    if arm_name(task, 'sft') in runs:
+      claims += task_claims(runs, task, gate_ok if task == 'addition' else True)
+      tables.append(main_table(runs, task, choice, quick))
+  if arm_name('addition', 'sft') in runs:
+    tables.append(strategy_table(runs))
+  if pilot:
+    tables.append(pilot_table(pilot, choice, quick))
+  plot_files = [pass1_plot(runs, out)]
+  if arm_name('addition', 'redi') in runs:
+    plot_files.append(strategy_plot(runs, out))
   return {'claims': claims, 'tables': tables, 'plots': plot_files,
-          'notes': notes(sft, untrained, majority, rates, quick)}
+          'notes': notes(runs, quick, choice)}
 
 
-def notes(sft: Sequence[sweep.Run], untrained: float, majority: float, rates: Sequence[float],
-          quick: bool) -> list[str]:
-  d = sft[0].metrics
+def notes(runs, quick: bool, choice) -> list[str]:
   smoke = ',smoke' if quick else ''
-  config, sft_config = arith.get_config('redi' + smoke), arith.get_config('sft' + smoke)
-  out = [
-      f'Data: {d["data/train_problems"]:.0f} training problems, {d["data/sft_examples"]:.0f} SFT '
-      f'traces, {d["data/pref_pairs"]:.0f} preference pairs (teacher accuracy '
-      f'{d["data/teacher_accuracy"]:.3f}); {config.data.num_test} test and '
-      f'{config.data.num_valid} validation problems.',
-      f'SFT {sft_config.train.steps} steps x {sft_config.train.batch_size} traces (lr '
-      f'{sft_config.optim.lr:g}, cosine); stage 2 {config.train.steps} steps x '
-      f'{config.train.batch_size} pairs (warmup {config.optim.warmup_steps} then linear decay '
-      f'to 0) at each rate of {list(rates)}; each objective is compared at its rate with the '
-      'best validation pass@1.',
-      f'Floor: the untrained model\'s test pass@1 ({untrained:.3f}) and answering every test '
-      f'problem with the most frequent training answer ({majority:.3f}); an arm is trained when '
-      f'its mean beats the larger by {FLOOR_MARGIN:g}. Converged: the seed-mean test pass@1 '
-      f'gains at most {CONVERGENCE_TOL:g} over the last 20% of the arm\'s evaluations.',
-      'Verdicts (common.stats): 95% Student-t interval of the per-seed differences (seed s of '
-      'every stage-2 arm starts from seed s\'s SFT checkpoint and sees the same pair order); '
-      '"not tested" when fewer than 3 seeds, an arm at its floor, or an arm still improving.']
+  out = []
+  for task in TASKS:
+    sft = arm_name(task, 'sft')
+    if sft not in runs:
+      continue
+    d = runs[sft][0].metrics
+    c1, c2 = (CONFIGS[task].get_config(a + smoke) for a in ('sft', 'redi'))
+    line = (f'{task}: {d["data/train_problems"]:.0f} training problems, '
+            f'{d["data/sft_examples"]:.0f} SFT traces, {d["data/pref_pairs"]:.0f} pairs (teacher '
+            f'accuracy {d["data/teacher_accuracy"]:.3f}')
+    if task == 'addition':
+      line += (f'; short-way share of its traces {d["data/teacher_short_share"]:.3f}, long-way '
+               f'share of the SFT traces {d["data/sft_long_share"]:.3f}, of the pairs\' correct '
+               f'traces {d["data/pair_pos_long_share"]:.3f}; short-way share of the pairs\' '
+               f'incorrect traces {d["data/pair_neg_short_share"]:.3f}')
+    out.append(line + f'); {c1.data.num_test} test and {c1.data.num_valid} validation '
+               f'problems. SFT {c1.train.steps} steps x {c1.train.batch_size} traces (lr '
+               f'{c1.optim.lr:g}, cosine); stage 2 {c2.train.steps} steps x {c2.train.batch_size} '
+               f'pairs (continued SFT: x {2 * c2.train.batch_size} traces), 10% warmup then '
+               'linear decay to 0.')
+    if choice:
+      out.append(f'{task}: stage-2 rates picked on validation pass@1 ({VALID[task]}) in the '
+                 f'pilot (seed {PILOT_SEEDS[0] if not quick else QUICK_SEEDS[0]}) from '
+                 f'{list(grid(task, quick))}: ' + ', '.join(
+                     f'{n} {lr:g}' for n, lr in choice[task].items()) + '.')
+      rates = grid(task, quick)
+      edge = [n for n, lr in choice[task].items() if len(rates) > 1 and lr in (rates[0], rates[-1])]
+      if edge:
+        out.append(f'{task}: picked at an edge of the grid (a wider grid might pick better): '
+                   f'{", ".join(edge)}.')
+  out += [
+      'Metrics: addition\'s claims use the exact expected pass@1 at the evaluation temperature '
+      '(the probabilities of the two correct completions under softmax(logits / T), summed); '
+      'arith\'s use greedy pass@1 (exact for greedy decoding). Sampled pass@1 and pass@k are '
+      'over k samples per test problem at the same temperature.',
+      f'Floor: the untrained model\'s test pass@1 and the most frequent training answer given to '
+      f'every test problem; an arm is trained when its mean beats the larger by {FLOOR_MARGIN:g}. '
+      f'Converged: the seed-mean test pass@1 gains at most {CONVERGENCE_TOL:g} over the last '
+      '20% of the arm\'s evaluations.',
+      'Verdicts (common.stats): 95% Student-t interval of the per-seed differences; "not '
+      'tested" when fewer than 3 seeds, an arm at its floor, an arm still improving, or (on '
+      'addition) the gate failed.']
   if quick:
     out.append('QUICK MODE: smoke configs, numbers meaningless.')
   return out
@@ -164,84 +244,99 @@ def _mean_ci(values: Sequence[float]) -> str:
   return f'{float(m):.3f} ± {float(h):.3f}'
 
 
-def main_table(runs, pass1, picked: Mapping[str, float], untrained: float, majority: float,
-               quick: bool) -> dict:
-  keys = [PASS1, VALID]
-  config = arith.get_config('redi,smoke' if quick else 'redi')
-  sampled = f'test pass@1 T={config.eval.temperature:g} (k={config.eval.num_samples})'
-  if config.eval.num_samples:
-    keys.insert(1, 'test_pass1_sampled')
-  rows = [['floor: untrained model', '-', '-', f'{untrained:.3f}'] + ['-'] * len(keys),
-          ['floor: majority answer', '-', '-', f'{majority:.3f}'] + ['-'] * len(keys)]
-  for name in ('sft', *picked):
-    arm = 'sft' if name == 'sft' else arm_name(name, picked[name])
-    rows.append([LABELS[name], PAPER_NUMBERS.get(name, '-'),
-                 '-' if name == 'sft' else f'{picked[name]:g}']
-                + [_mean_ci([r.metrics[k] for r in runs[arm]]) for k in keys]
-                + [', '.join(f'{v:.3f}' for v in pass1[arm])])
-  names = {PASS1: 'test pass@1 greedy', VALID: 'valid pass@1 greedy',
-           'test_pass1_sampled': sampled}
+def main_table(runs, task: str, choice, quick: bool) -> dict:
+  config = CONFIGS[task].get_config('redi,smoke' if quick else 'redi')
+  t, k = config.eval.temperature, config.eval.num_samples
+  keys = {PASS1[task]: f'test pass@1 exact (T={t:g})', 'test_pass1_greedy': 'test pass@1 greedy',
+          'test_pass1_sampled': f'test pass@1 sampled (T={t:g}, {k} samples)',
+          'test_passk_sampled': f'test pass@{k}',
+          VALID[task]: 'valid pass@1' + (' exact' if task == 'addition' else ' greedy')}
+  sft = runs[arm_name(task, 'sft')]
+  floor = max(_mean(sft, f'floor/untrained_{PASS1[task]}'),
+              _mean(sft, 'floor/majority_answer_test_pass1'))
+  rows = [['floor: max(untrained, majority answer)', '-', '-', f'{floor:.3f}']
+          + ['-'] * len(keys)]
+  for name in ('sft', *STAGE2):
+    arm = arm_name(task, name)
+    if arm not in runs:
+      continue
+    lr = '-' if name == 'sft' else f'{choice[task][name]:g}' if choice else '?'
+    rows.append([LABELS[name], PAPER_NUMBERS.get(name, '-'), lr]
+                + [_mean_ci([r.metrics[key] for r in runs[arm]]) for key in keys]
+                + [', '.join(f'{r.metrics[PASS1[task]]:.3f}' for r in runs[arm])])
   return results.table(
-      'Test pass@1 (paper: MATH-500 / 5-benchmark average; ours: held-out a*b+c problems, mean '
-      '± 95% interval over seeds), each objective at its rate picked on validation',
-      ['method', 'paper', 'stage-2 lr', *(names[k] for k in keys),
-       'test pass@1 greedy per seed'], rows)
+      f'{task}: test pass@1 (paper: MATH-500 pass@1 of 16 samples at T 0.6; ours: mean ± 95% '
+      'interval over seeds), each objective at its rate picked on validation',
+      ['method', 'paper', 'stage-2 lr', *keys.values(), f'{PASS1[task]} per seed'], rows)
 
 
-def grid_table(runs, rates: Sequence[float], picked: Mapping[str, float]) -> dict:
+def strategy_table(runs) -> dict:
+  """Addition: each strategy's share in the student's outputs and its accuracy when forced."""
+  keys = {'test_long_share_exact': 'long share exact (T)', 'test_long_share_sampled':
+          'long share sampled (T)', 'test_long_share_greedy': 'long share greedy',
+          'test_pass1_exact_long_forced': 'P(correct | long) exact',
+          'test_pass1_exact_short_forced': 'P(correct | short) exact',
+          'test_pass1_greedy_long_forced': 'greedy pass@1 long forced',
+          'test_pass1_greedy_short_forced': 'greedy pass@1 short forced',
+          'test_chosen_logp': 'logp/token correct', 'test_rejected_logp': 'logp/token incorrect'}
+  rows = [[LABELS[name]] + [f'{_mean(runs[arm_name("addition", name)], k):.3f}' for k in keys]
+          for name in ('sft', *STAGE2) if arm_name('addition', name) in runs]
+  return results.table(
+      'addition: the long (column-by-column) strategy\'s share in the student\'s outputs and '
+      'each strategy\'s accuracy when forced (test problems, seed means); held-out mean '
+      'log-likelihood per token of the teacher\'s correct and incorrect traces',
+      ['method', *keys.values()], rows)
+
+
+def pilot_table(pilot, choice, quick: bool) -> dict:
   rows = []
-  for name in STAGE2:
-    for lr in rates:
-      arm = arm_name(name, lr)
-      if arm not in runs:
-        continue
-      mark = ' (picked)' if picked.get(name) == lr else ''
-      rows.append([LABELS[name], f'{lr:g}{mark}'] + [
-          f'{_mean(runs, arm, k):.3f}' for k in (VALID, PASS1, 'test_chosen_logp',
-                                                 'test_rejected_logp')])
-  sft = ['sft', '-'] + [f'{_mean(runs, "sft", k):.3f}' for k in (
-      VALID, PASS1, 'test_chosen_logp', 'test_rejected_logp')]
+  for task in TASKS:
+    sft = pilot.get(arm_name(task, 'sft'))
+    if sft:
+      rows.append([task, LABELS['sft'], '-', f'{_mean(sft, VALID[task]):.3f}',
+                   f'{_mean(sft, PASS1[task]):.3f}', ''])
+    for name in STAGE2:
+      for lr in grid(task, quick):
+        arm = arm_name(task, name, lr)
+        if arm in pilot:
+          rows.append([task, LABELS[name], f'{lr:g}', f'{_mean(pilot[arm], VALID[task]):.3f}',
+                       f'{_mean(pilot[arm], PASS1[task]):.3f}',
+                       'picked' if choice and choice[task][name] == lr else ''])
   return results.table(
-      'Learning-rate grid (seed means): pass@1 and the held-out mean log-likelihood per token '
-      'of correct (chosen) and incorrect (rejected) traces',
-      ['method', 'stage-2 lr', 'valid pass@1', 'test pass@1', 'logp chosen', 'logp rejected'],
-      [[LABELS['sft'], *sft[1:]], *rows])
+      'Pilot (its own seed): stage-2 learning rates; the picked rate has the best validation '
+      'pass@1 (addition: exact at T; arith: greedy). Test pass@1 shown, never used to pick',
+      ['task', 'method', 'stage-2 lr', 'valid pass@1', 'test pass@1', ''], rows)
 
 
-def _with_start(runs, arm: str, key: str) -> tuple[list[int], list[list[float]]]:
-  """A stage-2 arm's curve with the SFT checkpoint's value at step 0."""
-  steps, values = curves(runs[arm], key)
-  start = [r.metrics[key] for r in runs['sft']]
-  return [0, *steps], [[s, *v] for s, v in zip(start, values, strict=True)]
+def pass1_plot(runs, out: pathlib.Path) -> str:
+  tasks = [t for t in TASKS if arm_name(t, 'redi') in runs]
+  fig, axes = plots.figure(max(len(tasks), 1))
+  for ax, task in zip(axes, tasks, strict=False):
+    arms = {LABELS[n]: arm_name(task, n) for n in STAGE2 if arm_name(task, n) in runs}
+    steps = _with_start(runs, task, next(iter(arms.values())), PASS1[task])[0]
+    plots.curves(ax, steps, {k: _with_start(runs, task, a, PASS1[task])[1]
+                             for k, a in arms.items()},
+                 ylabel=PASS1[task].replace('_', ' '), xlabel='stage-2 step (0: SFT checkpoint)',
+                 title=task)
+  return plots.save(fig, out / 'pass_at_1.png', len(runs[arm_name(tasks[0], 'sft')]))
 
 
-def _panel(ax, runs, lr: float, key: str, ylabel: str, title: str, floor=None) -> None:
-  arms = {LABELS[n]: arm_name(n, lr) for n in STAGE2 if arm_name(n, lr) in runs}
-  steps = _with_start(runs, next(iter(arms.values())), key)[0]
-  plots.curves(ax, steps, {k: _with_start(runs, a, key)[1] for k, a in arms.items()},
-               ylabel=ylabel, xlabel='stage-2 step (0: the SFT checkpoint)', title=title,
-               floor=floor)
-
-
-def pass1_plot(runs, rates: Sequence[float], floor: float, out: pathlib.Path) -> str:
-  fig, axes = plots.figure(len(rates))
-  for ax, lr in zip(axes, rates, strict=True):
-    _panel(ax, runs, lr, PASS1, 'test pass@1 (greedy)', f'stage-2 lr {lr:g}', floor)
-  return plots.save(fig, out / 'pass_at_1.png', len(runs['sft']))
-
-
-def loglik_plot(runs, rates: Sequence[float], out: pathlib.Path) -> str:
-  lr = max(rates)
+def strategy_plot(runs, out: pathlib.Path) -> str:
   fig, axes = plots.figure(2)
-  _panel(axes[0], runs, lr, 'test_chosen_logp', 'log-likelihood per token',
-         f'held-out correct traces, lr {lr:g}')
-  _panel(axes[1], runs, lr, 'test_rejected_logp', 'log-likelihood per token',
-         f'held-out incorrect traces, lr {lr:g}')
-  return plots.save(fig, out / 'loglik.png', len(runs['sft']))
+  for ax, key, label in ((axes[0], 'test_long_share_exact', 'P(long strategy) at T'),
+                         (axes[1], 'test_pass1_exact_short_forced', 'P(correct | short) at T')):
+    arms = {LABELS[n]: arm_name('addition', n) for n in STAGE2}
+    steps = _with_start(runs, 'addition', arms[LABELS['redi']], key)[0]
+    plots.curves(ax, steps, {k: _with_start(runs, 'addition', a, key)[1]
+                             for k, a in arms.items()},
+                 ylabel=label, xlabel='stage-2 step (0: SFT checkpoint)',
+                 title=f'addition: {label}')
+  return plots.save(fig, out / 'strategy.png', len(runs[arm_name('addition', 'sft')]))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  return sweep.main(PAPER, TITLE, arms, analyse, SEEDS, argv)
+  return sweep.main(PAPER, TITLE, arms, analyse, SEEDS, argv, quick_seeds=QUICK_SEEDS,
+                    pilot=sweep.Pilot(pilot_arms, choose, PILOT_SEEDS))
 
 
 if __name__ == '__main__':
