@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 import jax
@@ -40,8 +41,9 @@ class Checkpointer:
   def __init__(self, directory: str, keep: int, config_json: str, strict: bool = True):
     self.config = json.loads(config_json)
     self.strict = strict
-    self.manager = ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self.manager = ocp.CheckpointManager(  # orbax needs an absolute path
+        os.path.abspath(directory),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
   def save(self, step: int, state: Any) -> None:
     if step in self.manager.all_steps():
@@ -104,8 +106,7 @@ def restore_state(workdir: str) -> Any:
   """The whole state of the newest checkpoint in another run's `workdir` (a stage that starts
   from that run), as numpy arrays in the saved tree structure (dataclasses come back as dicts).
   One line naming the workdir when it holds no checkpoint."""
-  directory = f'{workdir.rstrip("/")}/checkpoints'
-  manager = ocp.CheckpointManager(directory)
+  manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'))
   step = manager.latest_step()
   if step is None:
     raise ConfigError(f'{workdir} holds no checkpoint to start from: run that stage first')

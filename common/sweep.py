@@ -273,7 +273,8 @@ def parse_args(paper: str, default_seeds: Sequence[int], argv: Sequence[str] | N
   args = p.parse_args(argv)
   default = quick_seeds if args.quick and quick_seeds is not None else default_seeds
   args.seeds = [int(s) for s in args.seeds.split(',')] if args.seeds else list(default)
-  args.workdir = args.workdir or str(ROOT / 'runs' / (paper + ('_quick' if args.quick else '')))
+  args.workdir = os.path.abspath(  # the runs' commands work from any directory
+      args.workdir or ROOT / 'runs' / (paper + ('_quick' if args.quick else '')))
   args.out = pathlib.Path(args.out or (args.workdir if args.quick else ROOT / 'papers' / paper))
   return args
 

@@ -105,6 +105,21 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
   np.testing.assert_array_equal(state.params['w'], [1.0, 1.0, 1.0])
 
 
+def test_a_relative_checkpoint_directory_saves_and_restores(tmp_path, monkeypatch):
+  """A workdir given relative to the current directory (`--workdir=runs/x`) checkpoints and
+  restores like an absolute one (orbax itself only takes absolute paths)."""
+  from common.checkpoint import restore_state
+  monkeypatch.chdir(tmp_path)
+  ckpt = Checkpointer('runs/x/checkpoints', keep=2, config_json='{"model": {}}')
+  ckpt.save(3, _toy_state(3.0))
+  ckpt.wait()
+  state, step = Checkpointer('runs/x/checkpoints', 2, '{"model": {}}').restore_latest(
+      _toy_state(0.0))
+  assert step == 3 and (tmp_path / 'runs' / 'x' / 'checkpoints' / '3').is_dir()
+  np.testing.assert_array_equal(state.params['w'], [3.0, 3.0, 3.0])
+  np.testing.assert_array_equal(restore_state('runs/x')['params']['w'], [3.0, 3.0, 3.0])
+
+
 def test_checkpoint_of_another_model_is_refused(tmp_path):
   from common.config import ConfigError
   old = Checkpointer(str(tmp_path), 2, '{"model": {"d": 1}}')
