@@ -82,11 +82,13 @@ def test_interleaved_medians_time_every_contender_in_turns():
 def test_seeds_benchmark_picks_the_largest_block_the_arm_allows():
   from benchmarks import seeds
   from common import sweep
-  # char LM: log 50, eval 100, checkpoint 400 -> 10 steps per dispatch; REDI's preference
-  # stage logs every 5 -> 5; an arm without `train.steps_per_dispatch` -> 1
-  assert seeds._block(sweep.Arm('p', 'configs/parscale/char_lm.py'), 10) == 10
-  assert seeds._block(sweep.Arm('r', 'configs/redi/arith.py:redi'), 10) == 5
-  assert seeds._block(sweep.Arm('r', 'configs/redi/arith.py:redi'), 3) == 1
+  # log every 50, eval 100, checkpoint 400 -> 10 steps per dispatch; logging every 5 -> 5;
+  # a block of 3 -> 1; an arm without `train.steps_per_dispatch` -> 1
+  every = {'train.log_every': 50, 'train.eval_every': 100, 'train.checkpoint_every': 400}
+  lm = 'configs/parscale/char_lm.py'
+  assert seeds._block(sweep.Arm('p', lm, every), 10) == 10
+  assert seeds._block(sweep.Arm('r', lm, every | {'train.log_every': 5}), 10) == 5
+  assert seeds._block(sweep.Arm('r', lm, every), 3) == 1
   assert seeds._block(sweep.Arm('b', 'configs/props/bandit.py'), 10) == 1
 
 
