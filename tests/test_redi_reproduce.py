@@ -146,23 +146,48 @@ def _verdicts(runs, out, **kw) -> dict[str, str]:
 
 
 def test_pilot_picks_each_objective_rate_on_validation(tmp_path):
-  """The best seed-mean validation pass@1 per task and objective; the lower rate on a tie."""
+  """The best seed-mean validation pass@1 per task and objective, each on its own grid; the
+  lower rate on a tie. The pilot's stage-2 runs evaluate only at the end."""
   finals = {}
   for task in reproduce.TASKS:
-    grid = reproduce.grid(task, quick=False)
     finals[f'{task}_sft'] = [0.3]
     for name in reproduce.STAGE2:
-      for i, lr in enumerate(grid):
+      for i, lr in enumerate(reproduce.grid(task, name, quick=False)):
         value = {'redi': 0.1 * i, 'dpo': 0.5 - 0.1 * i}.get(name, 0.4)
         finals[reproduce.arm_name(task, name, lr)] = [value]
   choice = reproduce.choose(_fake_runs(tmp_path, finals))
   for task in reproduce.TASKS:
-    grid = reproduce.grid(task, quick=False)
-    assert choice[task] == {'continued_sft': grid[0], 'redi': grid[-1], 'symmetric': grid[0],
-                            'dpo': grid[0], 'simpo': grid[0]}
+    grid = {name: reproduce.grid(task, name, quick=False) for name in reproduce.STAGE2}
+    assert choice[task] == {'continued_sft': grid['continued_sft'][0],
+                            'redi': grid['redi'][-1], 'symmetric': grid['symmetric'][0],
+                            'dpo': grid['dpo'][0], 'simpo': grid['simpo'][0]}
   arms = {a.name: a for a in reproduce.arms(False, choice)}
-  assert arms['addition_redi'].overrides['optim.lr'] == reproduce.LR_GRID['addition'][-1]
+  assert arms['addition_redi'].overrides['optim.lr'] == reproduce.LR_GRID['addition']['redi'][-1]
   assert arms['arith_dpo'].overrides['init_from'] == sweep.After('arith_sft')
+  assert 'train.eval_every' not in arms['arith_dpo'].overrides
+  pilot = {a.name: a for a in reproduce.pilot_arms(quick=False)}
+  assert pilot['addition_redi_lr0.001'].overrides['train.eval_every'] == 0
+  assert 'train.eval_every' not in pilot['addition_sft'].overrides
+
+
+def test_pilot_pick_counts_only_from_a_trained_sft(tmp_path):
+  """A pilot SFT checkpoint at the floor, or far below the main seeds' median, is reported as
+  failed in the notes and the pilot table; a main seed that failed is named."""
+  assert reproduce.sft_trained(0.7, 0.0, [0.8, 0.7, 0.75])
+  assert not reproduce.sft_trained(0.06, 0.0, [0.8, 0.05, 0.7, 0.75, 0.8])  # 0.06 < 0.5 x 0.75
+  assert not reproduce.sft_trained(0.04, 0.0, [0.05, 0.04, 0.03])  # at the floor
+  finals = _finals('addition') | _finals('arith')
+  finals['arith_sft'] = [0.80, 0.05, 0.75, 0.70, 0.82]
+  choice = {t: dict.fromkeys(reproduce.STAGE2, 1e-4) for t in reproduce.TASKS}
+  pilot = _fake_runs(tmp_path / 'pilot', {'addition_sft': [0.31], 'arith_sft': [0.062]})
+  analysis = reproduce.analyse(_fake_runs(tmp_path / 'main', finals), quick=False, out=tmp_path,
+                               pilot=pilot, choice=choice)
+  notes = ' '.join(analysis['notes'])
+  assert "addition: The pilot's SFT checkpoint (seed 0) trained" in notes
+  assert "arith: SFT failed on seed(s) [1]" in notes
+  assert "arith: The pilot's SFT checkpoint (seed 0) did NOT train" in notes
+  table = analysis['tables'][-1]
+  assert 'FAILED: picks not tuned' in str(table) and 'trained' in str(table)
 
 
 def test_analysis_claims_on_hand_made_runs(tmp_path):

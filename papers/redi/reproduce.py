@@ -10,11 +10,14 @@ are mostly short-way answers that miss carries, so they say which strategy to av
 deterministic solution and says nothing the correct trace does not.
 
 Pilot (`<workdir>/pilot`, seed `PILOT_SEEDS`, disjoint from the main seeds): each task's SFT and
-every stage-2 objective at every rate of `LR_GRID`; each objective's rate is the one with the
-best validation pass@1 (`VALID`; the lower rate on a tie). Main sweep: each task's SFT and the
-five objectives at the picked rates on `SEEDS`; seed s of every stage-2 arm starts from seed s's
-SFT checkpoint (`sweep.After`). Every run is `python -m common.main --config=<task config>:<arm>`
-(its command is in results.json).
+every stage-2 objective at every rate of its grid (`LR_GRID[task][objective]`), evaluated once,
+at the end; each objective's rate is the one with the best validation pass@1 (`VALID`; the lower
+rate on a tie). The choice counts only when the pilot's SFT checkpoint trained (`sft_trained`:
+validation pass@1 beyond the floor by FLOOR_MARGIN and at least SFT_FAILED_FRACTION of the main
+SFT seeds' median); otherwise the notes say the task's rates were picked on a failed checkpoint.
+Main sweep: each task's SFT and the five objectives at the picked rates on `SEEDS`; seed s of
+every stage-2 arm starts from seed s's SFT checkpoint (`sweep.After`). Every run is
+`python -m common.main --config=<task config>:<arm>` (its command is in results.json).
 """
 
 from __future__ import annotations
@@ -34,9 +37,13 @@ CONFIGS = {'addition': addition, 'arith': arith}
 SEEDS = (0, 1, 2, 3, 4)
 QUICK_SEEDS = (0, 1)
 PILOT_SEEDS = (5,)
-# stage-2 rate grids (SFT runs at 3e-3), centred where stage 2 moves each task's pass@1 within
-# its 120 steps: on arith 1e-4 already lowers it, on addition 1e-4 still gains at the end
-LR_GRID = {'addition': (1e-4, 3e-4, 1e-3), 'arith': (1e-5, 3e-5, 1e-4)}
+# stage-2 rate grids per task and objective (SFT runs at 3e-3), each three to four rates a
+# factor ~3 apart around where the objective's validation pass@1 peaks within its stage 2
+_ADDITION = (3e-4, 1e-3, 3e-3)
+LR_GRID = {'addition': {'continued_sft': _ADDITION, 'redi': _ADDITION, 'symmetric': _ADDITION,
+                        'dpo': _ADDITION, 'simpo': (1e-5, 3e-5, 1e-4)},
+           'arith': dict.fromkeys(('continued_sft', 'redi', 'symmetric', 'dpo', 'simpo'),
+                                  (1e-5, 3e-5, 1e-4, 3e-4))}
 STAGE2 = ('continued_sft', 'redi', 'symmetric', 'dpo', 'simpo')
 LABELS = {'sft': 'SFT (stage-1 checkpoint)', 'continued_sft': 'continued SFT on positives',
           'redi': 'REDI (alpha 0.8)', 'symmetric': 'symmetric (alpha 1)',
@@ -51,14 +58,17 @@ GATE_LONG, GATE_SHORT = 'valid_pass1_greedy_long_forced', 'valid_pass1_greedy_sh
 GATE_MARGIN = 0.2  # the long strategy forced must beat the short one by this after SFT
 FLOOR_MARGIN = 0.05  # an arm counts as trained when its mean test pass@1 beats the floor by this
 CONVERGENCE_TOL = 0.02  # seed-mean test pass@1 gain allowed over the last 20% of evaluations
+# an SFT run failed when its validation pass@1 is below this fraction of its task's median SFT
+SFT_FAILED_FRACTION = 0.5
 
 
 def arm_name(task: str, objective: str, lr: float | None = None) -> str:
   return f'{task}_{objective}' + ('' if lr is None else f'_lr{lr:g}')
 
 
-def grid(task: str, quick: bool) -> tuple[float, ...]:
-  return LR_GRID[task][1:2] if quick else LR_GRID[task]
+def grid(task: str, objective: str, quick: bool) -> tuple[float, ...]:
+  rates = LR_GRID[task][objective]
+  return rates[1:2] if quick else rates
 
 
 def _spec(task: str, arg: str, quick: bool) -> str:
@@ -71,11 +81,13 @@ def _sft_arms(quick: bool) -> list[sweep.Arm]:
 
 
 def pilot_arms(quick: bool) -> list[sweep.Arm]:
-  """Per task: SFT, then every objective at every rate of the grid from its checkpoint."""
+  """Per task: SFT, then every objective at every rate of its grid from its checkpoint, each
+  evaluated only at the end (`train.eval_every` 0: the pick reads the final metrics)."""
   return _sft_arms(quick) + [
       sweep.Arm(arm_name(task, name, lr), _spec(task, name, quick),
-                {'init_from': sweep.After(arm_name(task, 'sft')), 'optim.lr': lr})
-      for task in TASKS for name in STAGE2 for lr in grid(task, quick)]
+                {'init_from': sweep.After(arm_name(task, 'sft')), 'optim.lr': lr,
+                 'train.eval_every': 0})
+      for task in TASKS for name in STAGE2 for lr in grid(task, name, quick)]
 
 
 def _mean(runs: Sequence[sweep.Run], key: str) -> float:
@@ -85,7 +97,7 @@ def _mean(runs: Sequence[sweep.Run], key: str) -> float:
 def choose(pilot: Mapping[str, Sequence[sweep.Run]], quick: bool = False
            ) -> dict[str, dict[str, float]]:
   """{task: {objective: the rate with the best validation pass@1 (the lower on a tie)}}."""
-  return {task: {name: max(grid(task, quick), key=lambda lr, t=task, n=name: (
+  return {task: {name: max(grid(task, name, quick), key=lambda lr, t=task, n=name: (
       _mean(pilot[arm_name(t, n, lr)], VALID[t]), -lr)) for name in STAGE2} for task in TASKS}
 
 
@@ -95,7 +107,8 @@ def arms(quick: bool, choice: Mapping[str, Mapping[str, float]] | None = None
   out = _sft_arms(quick)
   for task in TASKS:
     for name in STAGE2:
-      lr = choice[task][name] if choice else grid(task, quick)[len(grid(task, quick)) // 2]
+      rates = grid(task, name, quick)
+      lr = choice[task][name] if choice else rates[len(rates) // 2]
       out.append(sweep.Arm(arm_name(task, name), _spec(task, name, quick),
                            {'init_from': sweep.After(arm_name(task, 'sft')), 'optim.lr': lr}))
   return out
@@ -135,10 +148,8 @@ def task_claims(runs: Mapping[str, Sequence[sweep.Run]], task: str, gate_ok: boo
   runs = {arm: rs for arm, rs in runs.items() if arm.startswith(task + '_')}
   pass1 = sweep.metric(runs, key)
   sft = runs[arm_name(task, 'sft')]
-  floor_value = max(_mean(sft, f'floor/untrained_{key}'),
-                    _mean(sft, 'floor/majority_answer_test_pass1'))
-  floor = stats.Floor('max(untrained model, majority answer) test pass@1', floor_value,
-                      FLOOR_MARGIN)
+  floor = stats.Floor('max(untrained model, majority answer) test pass@1',
+                      floor_value(sft, task), FLOOR_MARGIN)
   converged = {arm: stats.convergence(sweep.curves(rs, f'eval/{key}')[1], CONVERGENCE_TOL)
                for arm, rs in runs.items()}
   paper = {'sft': '81.7 vs 76.7 (MATH-500 pass@1)', 'continued_sft': 'REDI > SFT on positives',
@@ -182,15 +193,56 @@ def analyse(runs: Mapping[str, Sequence[sweep.Run]], *, quick: bool, out: pathli
   if arm_name('addition', 'sft') in runs:
     tables.append(strategy_table(runs))
   if pilot:
-    tables.append(pilot_table(pilot, choice, quick))
+    tables.append(pilot_table(pilot, choice, quick, runs))
   plot_files = [pass1_plot(runs, out)]
   if arm_name('addition', 'redi') in runs:
     plot_files.append(strategy_plot(runs, out))
   return {'claims': claims, 'tables': tables, 'plots': plot_files,
-          'notes': notes(runs, quick, choice)}
+          'notes': notes(runs, quick, choice, pilot)}
 
 
-def notes(runs, quick: bool, choice) -> list[str]:
+def floor_value(sft: Sequence[sweep.Run], task: str) -> float:
+  """The larger trivial baseline of the task's pass@1: the untrained model, the majority answer."""
+  return max(_mean(sft, f'floor/untrained_{PASS1[task]}'),
+             _mean(sft, 'floor/majority_answer_test_pass1'))
+
+
+def sft_trained(value: float, floor: float, seed_values: Sequence[float]) -> bool:
+  """An SFT checkpoint trained: its validation pass@1 beats the floor by FLOOR_MARGIN and reaches
+  SFT_FAILED_FRACTION of the median over the task's SFT seeds (a seed that found no solution
+  sits far below the others, even where the floor is 0)."""
+  return (value >= floor + FLOOR_MARGIN
+          and value >= SFT_FAILED_FRACTION * float(np.median(seed_values)))
+
+
+def sft_status(runs, pilot, task: str) -> tuple[list[int], bool | None, list[str]]:
+  """(main seeds whose SFT failed, whether the pilot's SFT trained (None: no pilot), notes)."""
+  sft = runs[arm_name(task, 'sft')]
+  main = [r.metrics[VALID[task]] for r in sft]
+  floor = floor_value(sft, task)
+  failed = [r.seed for r, v in zip(sft, main, strict=True) if not sft_trained(v, floor, main)]
+  out = []
+  if failed:
+    out.append(f'SFT failed on seed(s) {failed} (validation pass@1 below the floor + '
+               f'{FLOOR_MARGIN:g} or below {SFT_FAILED_FRACTION:g} x the seeds\' median '
+               f'{np.median(main):.3f}); their stage-2 arms start from that checkpoint, paired '
+               'as every seed.')
+  trained = None
+  if pilot and arm_name(task, 'sft') in pilot:
+    p = pilot[arm_name(task, 'sft')][0]
+    v = p.metrics[VALID[task]]
+    trained = sft_trained(v, floor, main)
+    out.append(f'The pilot\'s SFT checkpoint (seed {p.seed}) '
+               + (f'trained (validation pass@1 {v:.3f}; main seeds\' median {np.median(main):.3f})'
+                  ': its rate picks count as tuned.' if trained else
+                  f'did NOT train (validation pass@1 {v:.3f}; floor {floor:.3f} + '
+                  f'{FLOOR_MARGIN:g}, main seeds\' median {np.median(main):.3f}): the rates were '
+                  'picked on a failed checkpoint and do not count as tuned; the comparisons below '
+                  'are at untuned rates.'))
+  return failed, trained, out
+
+
+def notes(runs, quick: bool, choice, pilot=None) -> list[str]:
   smoke = ',smoke' if quick else ''
   out = []
   for task in TASKS:
@@ -207,18 +259,24 @@ def notes(runs, quick: bool, choice) -> list[str]:
                f'share of the SFT traces {d["data/sft_long_share"]:.3f}, of the pairs\' correct '
                f'traces {d["data/pair_pos_long_share"]:.3f}; short-way share of the pairs\' '
                f'incorrect traces {d["data/pair_neg_short_share"]:.3f}')
+    o1, o2 = c1.optim, c2.optim
     out.append(line + f'); {c1.data.num_test} test and {c1.data.num_valid} validation '
                f'problems. SFT {c1.train.steps} steps x {c1.train.batch_size} traces (lr '
-               f'{c1.optim.lr:g}, cosine); stage 2 {c2.train.steps} steps x {c2.train.batch_size} '
-               f'pairs (continued SFT: x {2 * c2.train.batch_size} traces), 10% warmup then '
-               'linear decay to 0.')
+               f'{o1.lr:g}, {o1.warmup_steps} warmup steps, {o1.schedule} decay to '
+               f'{o1.final_lr_fraction:g}x, weight decay {o1.weight_decay:g}), evaluated every '
+               f'{c1.train.eval_every}; stage 2 {c2.train.steps} steps x {c2.train.batch_size} '
+               f'pairs (continued SFT: x {2 * c2.train.batch_size} traces), {o2.warmup_steps} '
+               f'warmup steps then {o2.schedule} decay to {o2.final_lr_fraction:g}x, evaluated '
+               f'every {c2.train.eval_every} (the pilot\'s runs: at the end only).')
+    out += [f'{task}: {line}' for line in sft_status(runs, pilot, task)[2]]
     if choice:
       out.append(f'{task}: stage-2 rates picked on validation pass@1 ({VALID[task]}) in the '
-                 f'pilot (seed {PILOT_SEEDS[0] if not quick else QUICK_SEEDS[0]}) from '
-                 f'{list(grid(task, quick))}: ' + ', '.join(
-                     f'{n} {lr:g}' for n, lr in choice[task].items()) + '.')
-      rates = grid(task, quick)
-      edge = [n for n, lr in choice[task].items() if len(rates) > 1 and lr in (rates[0], rates[-1])]
+                 f'pilot (seed {PILOT_SEEDS[0] if not quick else QUICK_SEEDS[0]}): ' + ', '.join(
+                     f'{n} {lr:g} of {list(grid(task, n, quick))}'
+                     for n, lr in choice[task].items()) + '.')
+      edge = [n for n, lr in choice[task].items()
+              if len(grid(task, n, quick)) > 1 and lr in (min(grid(task, n, quick)),
+                                                          max(grid(task, n, quick)))]
       if edge:
         out.append(f'{task}: picked at an edge of the grid (a wider grid might pick better): '
                    f'{", ".join(edge)}.')
@@ -252,8 +310,7 @@ def main_table(runs, task: str, choice, quick: bool) -> dict:
           'test_passk_sampled': f'test pass@{k}',
           VALID[task]: 'valid pass@1' + (' exact' if task == 'addition' else ' greedy')}
   sft = runs[arm_name(task, 'sft')]
-  floor = max(_mean(sft, f'floor/untrained_{PASS1[task]}'),
-              _mean(sft, 'floor/majority_answer_test_pass1'))
+  floor = floor_value(sft, task)
   rows = [['floor: max(untrained, majority answer)', '-', '-', f'{floor:.3f}']
           + ['-'] * len(keys)]
   for name in ('sft', *STAGE2):
@@ -288,15 +345,18 @@ def strategy_table(runs) -> dict:
       ['method', *keys.values()], rows)
 
 
-def pilot_table(pilot, choice, quick: bool) -> dict:
+def pilot_table(pilot, choice, quick: bool, runs=None) -> dict:
   rows = []
   for task in TASKS:
     sft = pilot.get(arm_name(task, 'sft'))
     if sft:
+      trained = (sft_status(runs, pilot, task)[1] if runs and arm_name(task, 'sft') in runs
+                 else None)
       rows.append([task, LABELS['sft'], '-', f'{_mean(sft, VALID[task]):.3f}',
-                   f'{_mean(sft, PASS1[task]):.3f}', ''])
+                   f'{_mean(sft, PASS1[task]):.3f}', {None: '', True: 'trained',
+                                                      False: 'FAILED: picks not tuned'}[trained]])
     for name in STAGE2:
-      for lr in grid(task, quick):
+      for lr in grid(task, name, quick):
         arm = arm_name(task, name, lr)
         if arm in pilot:
           rows.append([task, LABELS[name], f'{lr:g}', f'{_mean(pilot[arm], VALID[task]):.3f}',
