@@ -3,7 +3,7 @@
     fig, axes = plots.figure(2)
     plots.bars(axes[0], {'ATSS': [39.1, 39.4, 39.2], 'IoU': [...]}, ylabel='AP')
     plots.curves(axes[1], steps, {'ATSS': per_seed_curves, ...}, ylabel='AP')
-    plots.save(fig, 'papers/atss/atss.png', n_seeds=3)
+    plots.save(fig, out / 'figure.png', n_seeds=3)
 
 Every error bar and band is the Student-t 95% interval of the seed mean; `save` writes that
 into the figure's caption line.
