@@ -1,8 +1,8 @@
 """The one plot helper: 95% intervals over seeds, legends outside the data, 900 px wide.
 
     fig, axes = plots.figure(2)
-    plots.bars(axes[0], {'ATSS': [39.1, 39.4, 39.2], 'IoU': [...]}, ylabel='AP')
-    plots.curves(axes[1], steps, {'ATSS': per_seed_curves, ...}, ylabel='AP')
+    plots.bars(axes[0], {'method': [39.1, 39.4, 39.2], 'baseline': [...]}, ylabel='AP')
+    plots.curves(axes[1], steps, {'method': per_seed_curves, ...}, ylabel='AP')
     plots.save(fig, out / 'figure.png', n_seeds=3)
 
 Every error bar and band is the Student-t 95% interval of the seed mean; `save` writes that
