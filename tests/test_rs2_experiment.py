@@ -68,7 +68,7 @@ def test_validate_pruning_arm_needs_a_pretrained_run():
     experiment.validate(c, 1)
   with c.unlocked():
     c.selection.pretrained_workdir = '/nonexistent'
-    c.data.sampler.mode = 'rs2'
+    c.data.sampler.mode = 'without_replacement'
   with pytest.raises(experiment.cfglib.ConfigError, match="sampler.mode='static'"):
     experiment.validate(c, 1)
 

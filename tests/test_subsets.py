@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from common.data import cifar10, subsets
-from common.data import rs2_round_indices as exported
+from common.data import subset_round_indices as exported
 
 
 def test_exported_from_common_data():
-  assert exported is subsets.rs2_round_indices
+  assert exported is subsets.subset_round_indices
 
 
 @pytest.mark.parametrize('n, fraction', [(100, 0.1), (50, 0.2), (12, 0.25)])
@@ -19,24 +19,24 @@ def test_each_example_exactly_once_per_pass_when_k_divides_n(n, fraction):
   per_pass = subsets.rounds_per_pass(n, fraction)
   assert per_pass * k == n
   for p in range(3):
-    seen = np.concatenate([rs2_round(n, fraction, 7, p * per_pass + c) for c in range(per_pass)])
+    seen = np.concatenate([subset_round(n, fraction, 7, p * per_pass + c) for c in range(per_pass)])
     np.testing.assert_array_equal(np.sort(seen), np.arange(n))
 
 
-def rs2_round(n, fraction, seed, r, replacement=False):
-  return subsets.rs2_round_indices(n, fraction, seed, r, replacement=replacement)
+def subset_round(n, fraction, seed, r, replacement=False):
+  return subsets.subset_round_indices(n, fraction, seed, r, replacement=replacement)
 
 
 def test_partial_last_chunk_wraps_around_within_the_pass():
   n, fraction = 10, 0.3  # k = 3, 4 rounds per pass, last chunk 1 example + 2 wrapped
   assert subsets.subset_size(n, fraction) == 3 and subsets.rounds_per_pass(n, fraction) == 4
-  rounds = [rs2_round(n, fraction, 0, r) for r in range(4)]
+  rounds = [subset_round(n, fraction, 0, r) for r in range(4)]
   perm = np.concatenate(rounds[:3] + [rounds[3][:1]])
   np.testing.assert_array_equal(np.sort(perm), np.arange(n))  # the pass covers all 10
   np.testing.assert_array_equal(rounds[3][1:], rounds[0][:2])  # wrap-around to the start
   assert all(len(set(r.tolist())) == 3 for r in rounds)
   # the next pass is a fresh permutation
-  nxt = np.concatenate([rs2_round(n, fraction, 0, r) for r in range(4, 7)])
+  nxt = np.concatenate([subset_round(n, fraction, 0, r) for r in range(4, 7)])
   assert not np.array_equal(nxt, perm[:9])
 
 
@@ -46,17 +46,17 @@ def test_sizes_range_distinct_and_determinism(replacement):
     k = subsets.subset_size(n, fraction)
     assert k == max(1, min(n, round(fraction * n)))
     for r in (0, 1, 13):
-      idx = rs2_round(n, fraction, 3, r, replacement)
+      idx = subset_round(n, fraction, 3, r, replacement)
       assert idx.shape == (k,) and len(np.unique(idx)) == k
       assert idx.min() >= 0 and idx.max() < n
-      np.testing.assert_array_equal(idx, rs2_round(n, fraction, 3, r, replacement))
+      np.testing.assert_array_equal(idx, subset_round(n, fraction, 3, r, replacement))
 
 
 @pytest.mark.parametrize('replacement', [False, True])
 def test_independent_across_seeds_and_rounds(replacement):
   n, fraction = 1000, 0.1
-  a = [set(rs2_round(n, fraction, 0, r, replacement).tolist()) for r in range(5)]
-  b = [set(rs2_round(n, fraction, 1, r, replacement).tolist()) for r in range(5)]
+  a = [set(subset_round(n, fraction, 0, r, replacement).tolist()) for r in range(5)]
+  b = [set(subset_round(n, fraction, 1, r, replacement).tolist()) for r in range(5)]
   for x, y in zip(a, b, strict=True):
     assert x != y and len(x & y) < 40  # ~10 expected overlap of two random 100-subsets
   assert a[0] != a[1]
@@ -64,12 +64,12 @@ def test_independent_across_seeds_and_rounds(replacement):
 
 def test_with_replacement_rounds_are_independent_uniform():
   n, fraction, rounds = 50, 0.2, 2000
-  counts = np.bincount(np.concatenate([rs2_round(n, fraction, 0, r, True)
+  counts = np.bincount(np.concatenate([subset_round(n, fraction, 0, r, True)
                                        for r in range(rounds)]), minlength=n)
   expected = rounds * 10 / n  # 400 per example, sd ~ 18
   assert np.all(np.abs(counts - expected) < 6 * np.sqrt(expected))
   # without replacement every example appears exactly rounds / 5 times
-  counts = np.bincount(np.concatenate([rs2_round(n, fraction, 0, r) for r in range(rounds)]))
+  counts = np.bincount(np.concatenate([subset_round(n, fraction, 0, r) for r in range(rounds)]))
   assert np.all(counts == rounds // 5)
 
 
@@ -92,11 +92,11 @@ def test_batch_stream_steps_and_resume_mid_pass():
   for r in range(10):  # each round's batches come from that round's subset
     rows = stream[3 * r:3 * r + 3].ravel()
     assert len(np.unique(rows)) == 18
-    assert set(rows.tolist()) <= set(rs2_round(n, fraction, 2, r).tolist())
+    assert set(rows.tolist()) <= set(subset_round(n, fraction, 2, r).tolist())
 
 
 def test_batch_sampler_from_config_and_errors():
-  fn = subsets.batch_sampler({'mode': 'rs2_replacement', 'fraction': 0.5}, 40, 4, seed=0)
+  fn = subsets.batch_sampler({'mode': 'with_replacement', 'fraction': 0.5}, 40, 4, seed=0)
   assert fn(0).shape == (4,)
   with pytest.raises(ValueError, match='smaller than batch_size'):
     subsets.SubsetBatchStream(100, 0.02, 4, seed=0)

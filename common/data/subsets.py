@@ -1,15 +1,16 @@
-"""RS2 (Okanovic et al., ICLR 2024): repeated sampling of random subsets, as a data-loading policy.
+"""Repeated sampling of random subsets, as a data-loading policy.
 
 Each round (an "epoch" of the reduced budget) trains on k = round(fraction * n) examples.
 
-* Without replacement (the paper's default): one shuffled permutation of 0..n-1 is cut into
+* Without replacement (mode 'without_replacement'): one shuffled permutation of 0..n-1 is cut into
   consecutive chunks of k; a pass over the data takes `ceil(n / k)` rounds and then the data
   is reshuffled (pass p uses permutation p). When k does not divide n the last chunk of a pass
   is short; like the official code it is topped up by wrapping around to the start of the same
   permutation, so every round still has k distinct examples and every example is seen at least
   once per pass (exactly once when k divides n).
-* With replacement: an independent uniform subset of k distinct examples every round.
-* Static random subset (the pruning baseline): one subset for all rounds.
+* With replacement (mode 'with_replacement'): an independent uniform subset of k distinct
+  examples every round.
+* Static random subset (mode 'static', the pruning baseline): one subset for all rounds.
 
 Everything is a pure function of (n, fraction, seed, round): resuming at any step continues the
 exact sequence, and any experiment can switch it on from its config (`batch_sampler`).
@@ -43,9 +44,9 @@ def _rng(*words: int) -> np.random.Generator:
   return np.random.default_rng([int(w) for w in words])
 
 
-def rs2_round_indices(n: int, fraction: float, seed: int, round: int,  # noqa: A002
-                      replacement: bool = False) -> np.ndarray:
-  """The k example indices (int64, distinct) that RS2 trains on in `round` (0-based)."""
+def subset_round_indices(n: int, fraction: float, seed: int, round: int,  # noqa: A002
+                         replacement: bool = False) -> np.ndarray:
+  """The k example indices (int64, distinct) of `round` (0-based)."""
   if round < 0:
     raise ValueError(f'round={round} must be >= 0')
   k = subset_size(n, fraction)
@@ -75,8 +76,8 @@ def steps_per_round(k: int, batch_size: int) -> int:
 
 
 def total_steps(n: int, fraction: float, batch_size: int, rounds: int) -> int:
-  """Step count of the budget-adapted schedule: steps per round x rounds (the per-step cosine
-  of the paper runs over exactly this many steps)."""
+  """Step count of the budget-adapted schedule: steps per round x rounds (a per-step schedule
+  runs over exactly this many steps)."""
   return steps_per_round(subset_size(n, fraction), batch_size) * rounds
 
 
@@ -91,12 +92,13 @@ def round_batches(indices: np.ndarray, batch_size: int, seed: int, round: int  #
 class SubsetBatchStream:
   """Per-step batch indices: `stream[step]` -> [batch_size] example indices, pure in step.
 
-  `mode` is 'rs2' (without replacement), 'rs2_replacement', 'static' (one random subset), or
+  `mode` is 'without_replacement', 'with_replacement', 'static' (one random subset), or
   'full' (fraction 1, reshuffled every round); `subset` fixes the round's examples instead
   (e.g. a pruning method's selection), reshuffled every round.
   """
 
-  def __init__(self, n: int, fraction: float, batch_size: int, seed: int, mode: str = 'rs2',
+  def __init__(self, n: int, fraction: float, batch_size: int, seed: int,
+               mode: str = 'without_replacement',
                subset: np.ndarray | None = None):
     if mode not in MODES:
       raise ValueError(f'mode={mode!r} is not one of {MODES}')
@@ -117,8 +119,8 @@ class SubsetBatchStream:
   def round_indices(self, round: int) -> np.ndarray:  # noqa: A002
     if self.subset is not None:
       return self.subset
-    return rs2_round_indices(self.n, self.fraction, self.seed, round,
-                             replacement=self.mode == 'rs2_replacement')
+    return subset_round_indices(self.n, self.fraction, self.seed, round,
+                                replacement=self.mode == 'with_replacement')
 
   def round_batches(self, round: int) -> np.ndarray:  # noqa: A002
     """[steps_per_round, batch_size] indices of every step of `round`."""
@@ -131,12 +133,13 @@ class SubsetBatchStream:
     return self._round[1][s]
 
 
-MODES = ('rs2', 'rs2_replacement', 'static', 'full')
+MODES = ('without_replacement', 'with_replacement', 'static', 'full')
 
 
 def batch_sampler(sampler: dict, n: int, batch_size: int, seed: int) -> Callable[[int], np.ndarray]:
   """`step -> example indices` from a config block such as
-  `config.data.sampler = dict(mode='rs2', fraction=0.1)` (any experiment can use it)."""
+  `config.data.sampler = dict(mode='without_replacement', fraction=0.1)` (any experiment can
+  use it)."""
   stream = SubsetBatchStream(n, float(sampler.get('fraction', 1.0)), batch_size, seed,
-                             sampler.get('mode', 'rs2'))
+                             sampler.get('mode', 'without_replacement'))
   return stream.__getitem__

@@ -45,7 +45,8 @@ from common.config import config_args
 ARMS = ('rs2', 'rs2_replacement', 'static', 'full', 'full_long', 'el2n', 'forgetting', 'kcenter',
         'pretrain', 'pilot')
 PRUNING = ('el2n', 'forgetting', 'kcenter')
-SAMPLERS = {'el2n': 'static', 'forgetting': 'static', 'kcenter': 'static', 'pretrain': 'full',
+SAMPLERS = {'rs2': 'without_replacement', 'rs2_replacement': 'with_replacement',
+            'el2n': 'static', 'forgetting': 'static', 'kcenter': 'static', 'pretrain': 'full',
             'full_long': 'full', 'pilot': 'full'}
 TOKENS = ARMS + ('r2', 'r10', 'smoke')
 BATCH = 16

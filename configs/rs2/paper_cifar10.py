@@ -35,17 +35,18 @@ sampler. `:tiny` keeps every setting but shrinks sizes to one step on a CPU
 
 import ml_collections
 
-MODES = ('rs2', 'rs2_replacement', 'static', 'full')
+SAMPLERS = {'rs2': 'without_replacement', 'rs2_replacement': 'with_replacement',
+            'static': 'static', 'full': 'full'}  # argument -> data.sampler.mode
 BUDGETS = {'r1': 0.01, 'r5': 0.05, 'r10': 0.1, 'r30': 0.3}
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   args = set(filter(None, arg.split(',')))
-  unknown = args - set(MODES) - set(BUDGETS) - {'tiny'}
+  unknown = args - set(SAMPLERS) - set(BUDGETS) - {'tiny'}
   if unknown:
     raise ValueError(f'unknown config argument(s) {sorted(unknown)}: use tiny, '
-                     f'{", ".join(MODES)}, {", ".join(BUDGETS)}')
-  mode = next((m for m in MODES if m in args), 'rs2')
+                     f'{", ".join(SAMPLERS)}, {", ".join(BUDGETS)}')
+  mode = SAMPLERS[next((m for m in SAMPLERS if m in args), 'rs2')]
   fraction = next((BUDGETS[b] for b in BUDGETS if b in args), 0.1)
   c = ml_collections.ConfigDict()
   c.experiment = 'papers.rs2.experiment'

@@ -4,6 +4,6 @@ The sampler itself is shared (`common.data.subsets`); this folder holds the comp
 data-pruning baselines on MNIST.
 """
 
-from common.data.subsets import rs2_round_indices, static_subset_indices
+from common.data.subsets import static_subset_indices, subset_round_indices
 
-__all__ = ['rs2_round_indices', 'static_subset_indices']
+__all__ = ['subset_round_indices', 'static_subset_indices']
