@@ -80,6 +80,13 @@ class Run:
     return [r['step'] for r in rows], [r[key] for r in rows]
 
 
+def spec(config: str, *args: str, smoke: bool = False) -> str:
+  """An arm's config spec, 'config[:arg,...]': the non-empty `args`, then 'smoke' when `smoke`
+  (a reproduction's --quick form)."""
+  parts = [a for a in (*args, 'smoke' if smoke else '') if a]
+  return config + (':' + ','.join(parts) if parts else '')
+
+
 def load_config(spec: str, overrides: Mapping[str, Any] = (), lock: bool = True
                 ) -> ml_collections.ConfigDict:
   """`get_config(arg)` of 'configs/x/y.py[:arg]' (relative to the repository or absolute) with

@@ -123,6 +123,14 @@ def test_overrides_name_existing_settings():
     sweep.load_config('configs/quickstart.py:smoke', {'optim.lrr': 0.5})
 
 
+def test_spec_joins_the_config_arguments_and_smoke_last():
+  assert sweep.spec('configs/a.py') == 'configs/a.py'
+  assert sweep.spec('configs/a.py', '', 'x,y') == 'configs/a.py:x,y'
+  assert sweep.spec('configs/a.py', 'x', smoke=True) == 'configs/a.py:x,smoke'
+  assert sweep.load_config(sweep.spec('configs/quickstart.py', smoke=True)).train.steps == \
+      sweep.load_config('configs/quickstart.py:smoke').train.steps
+
+
 def test_auto_jobs_runs_one_process_per_core_unless_seeds_are_vmapped(monkeypatch):
   monkeypatch.setattr(os, 'cpu_count', lambda: 2)
   assert sweep.auto_jobs(ARMS, quick=False) == 2

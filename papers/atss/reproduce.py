@@ -56,13 +56,12 @@ PAPER_AP = {'atss': '39.3', 'iou': '37.0', 'fcos': '37.8', 'atss_a9': '~ #A = 1 
             'atss_k3': 'below k = 9 (Table 3)', 'atss_k15': '~ k = 9 (Table 3)'}
 
 
-def spec(quick: bool, arg: str = '') -> str:
-  args = ','.join(a for a in (arg, 'smoke' if quick else '') if a)
-  return CONFIG + (':' + args if args else '')
+def spec(quick: bool, *args: str) -> str:
+  return sweep.spec(CONFIG, *args, smoke=quick)
 
 
 def pretrain_arm(quick: bool) -> sweep.Arm:
-  return sweep.Arm('pretrain', BACKBONE + (':smoke' if quick else ''))
+  return sweep.Arm('pretrain', sweep.spec(BACKBONE, smoke=quick))
 
 
 def pilot_arms(quick: bool, backbone: sweep.After) -> list[sweep.Arm]:

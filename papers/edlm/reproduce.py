@@ -43,9 +43,8 @@ PAPER_GEN_PPL = ('OWT, GPT-2 large judge: EDLM below MDLM at every step count (1
                  'MDLM 42.6 -> EDLM 25.5)')
 
 
-def spec(quick: bool, arg: str = '') -> str:
-  args = ','.join(filter(None, [arg, 'smoke' if quick else '']))
-  return CONFIG + (f':{args}' if args else '')
+def spec(quick: bool, *args: str) -> str:
+  return sweep.spec(CONFIG, *args, smoke=quick)
 
 
 def arms(quick: bool) -> list[sweep.Arm]:

@@ -53,8 +53,7 @@ def settings(quick: bool) -> dict:
 
 
 def spec(quick: bool, *args: str) -> str:
-  parts = (['smoke'] if quick else []) + list(args)
-  return CONFIG + (':' + ','.join(parts) if parts else '')
+  return sweep.spec(CONFIG, *args, smoke=quick)
 
 
 def frozen_name(p: int) -> str:

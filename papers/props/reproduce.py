@@ -78,8 +78,7 @@ QUICK_ARMS = ('fixed_on_policy', 'fixed_props', 'cartpole_ppo_buffer', 'cartpole
 def arms(quick: bool) -> list[sweep.Arm]:
   """The Acrobot arms come before the fixed-target arms, whose experts they train."""
   def spec(name: str, *args: str) -> str:
-    arg = ','.join((*args, 'smoke') if quick else args)
-    return f'configs/props/{name}.py' + (f':{arg}' if arg else '')
+    return sweep.spec(f'configs/props/{name}.py', *args, smoke=quick)
 
   def ablations(names):  # --quick runs no ablation
     return [n for n in names if not quick or n in QUICK_ARMS]

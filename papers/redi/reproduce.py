@@ -72,7 +72,7 @@ def grid(task: str, objective: str, quick: bool) -> tuple[float, ...]:
 
 
 def _spec(task: str, arg: str, quick: bool) -> str:
-  return f'{TASKS[task]}:{arg}{",smoke" if quick else ""}'
+  return sweep.spec(TASKS[task], arg, smoke=quick)
 
 
 def _sft_arms(quick: bool) -> list[sweep.Arm]:

@@ -83,10 +83,9 @@ def pilot_name(budget: str, lr: float) -> str:
 def pilot_arms(quick: bool) -> list[sweep.Arm]:
   """The learning-rate pilot: full data for each budget's steps at every lr of the grid, on
   the validation split (the r = 10% runs, the longer, first)."""
-  smoke = ',smoke' if quick else ''
   grid = LR_GRID[1:3] if quick else LR_GRID
-  return [sweep.Arm(pilot_name(b, lr), f'{CONFIG}:pilot,{b}{smoke}', {'optim.lr': lr},
-                    vmap_seeds=True) for b in reversed(BUDGETS) for lr in grid]
+  return [sweep.Arm(pilot_name(b, lr), sweep.spec(CONFIG, 'pilot', b, smoke=quick),
+                    {'optim.lr': lr}, vmap_seeds=True) for b in reversed(BUDGETS) for lr in grid]
 
 
 def pilot_grid(pilot: dict[str, list[sweep.Run]], budget: str) -> dict[float, list[float]]:
@@ -109,20 +108,20 @@ def arms(quick: bool, choice: dict[str, float] | None = None) -> list[sweep.Arm]
   """The main arms at the pilot's lr per budget (`choice`; default the config's), in the order
   that keeps two runs going (`main`): the pre-training, the first pruning arm (it waits for
   the pre-training), full data on its long schedule (the longest run), then the rest."""
-  smoke = ',smoke' if quick else ''
   lr = {b: {'optim.lr': choice[b]} if choice else {} for b in BUDGETS}
 
   def one(method: str, budget: str) -> sweep.Arm:
     overrides = dict(lr[budget])
     if method in PRUNING:
       overrides['selection.pretrained_workdir'] = sweep.After('pretrain')
-    return sweep.Arm(arm(method, budget), f'{CONFIG}:{method},{budget}{smoke}', overrides,
-                     vmap_seeds=True)
+    return sweep.Arm(arm(method, budget), sweep.spec(CONFIG, method, budget, smoke=quick),
+                     overrides, vmap_seeds=True)
 
   pruning = [one(m, b) for m in PRUNING for b in BUDGETS]
-  return [sweep.Arm('pretrain', f'{CONFIG}:pretrain{smoke}', vmap_seeds=True),
+  return [sweep.Arm('pretrain', sweep.spec(CONFIG, 'pretrain', smoke=quick), vmap_seeds=True),
           pruning[0],
-          sweep.Arm('full_long', f'{CONFIG}:full_long{smoke}', lr['r10'], vmap_seeds=True),
+          sweep.Arm('full_long', sweep.spec(CONFIG, 'full_long', smoke=quick), lr['r10'],
+                    vmap_seeds=True),
           *pruning[1:],
           *[one(m, b) for b in BUDGETS for m in METHODS if m not in PRUNING]]
 

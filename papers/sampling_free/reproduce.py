@@ -58,13 +58,12 @@ SHORT = {'focal': 'focal', 'bce': 'BCE', 'bce_bias': 'BCE + bias',
 PAPER_AP = {'focal': '36.4', 'sampling_free': '36.8', 'bce': 'collapses'}  # RetinaNet R-50 1x
 
 
-def spec(quick: bool, arg: str = '') -> str:
-  args = ','.join(a for a in (arg, 'smoke' if quick else '') if a)
-  return CONFIG + (':' + args if args else '')
+def spec(quick: bool, *args: str) -> str:
+  return sweep.spec(CONFIG, *args, smoke=quick)
 
 
 def pretrain_arm(quick: bool) -> sweep.Arm:
-  return sweep.Arm('pretrain', BACKBONE + (':smoke' if quick else ''))
+  return sweep.Arm('pretrain', sweep.spec(BACKBONE, smoke=quick))
 
 
 def pilot_arms(quick: bool, backbone: sweep.After) -> list[sweep.Arm]:

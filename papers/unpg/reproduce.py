@@ -80,9 +80,8 @@ def pilot_grid(quick: bool) -> dict[str, list[tuple[float, float, float]]]:
 
 
 def pilot_arms(quick: bool) -> list[sweep.Arm]:
-  smoke = ',smoke' if quick else ''
   every = {'train.eval_every': 1} if quick else {}  # the smoke runs' 3 steps: an eval each
-  return [sweep.Arm(pilot_name(head, setting), f'{CONFIG}:{head},validation{smoke}',
+  return [sweep.Arm(pilot_name(head, setting), sweep.spec(CONFIG, head, 'validation', smoke=quick),
                     {**dict(zip(CHOICE_KEYS, setting, strict=True)), **every})
           for head, grid in pilot_grid(quick).items() for setting in grid]
 
@@ -102,10 +101,9 @@ def choose(pilot: dict[str, list[sweep.Run]], quick: bool = False
 def arms(quick: bool, choice: dict[str, dict[str, float]] | None = None) -> list[sweep.Arm]:
   """The main arms; `choice` ({head: overrides}, the pilot's) defaults to the config's own
   settings."""
-  smoke = ',smoke' if quick else ''
   every = {'train.eval_every': 1} if quick else {}  # the smoke runs' 3 steps: an eval each
   choice = choice or {}
-  return [sweep.Arm(name, f'{CONFIG}:{arg}{smoke}',
+  return [sweep.Arm(name, sweep.spec(CONFIG, arg, smoke=quick),
                     {**choice.get(arg.split(',')[0], {}), **every})
           for name, (arg, _) in ARMS.items()]
 
@@ -122,7 +120,7 @@ def floors(runs: dict, quick: bool) -> dict[str, dict[str, list]]:
   """{'raw_pixels' | 'untrained': {metric: [value per seed]}}, by `omniglot.floor_metrics` on
   the configs of the runs (the same data functions, images and pairs as the experiment)."""
   seeds = [r.seed for r in next(iter(runs.values()))]
-  spec = f'{CONFIG}:arcface' + (',smoke' if quick else '')
+  spec = sweep.spec(CONFIG, 'arcface', smoke=quick)
   out: dict[str, dict[str, list]] = {'raw_pixels': {}, 'untrained': {}}
   for seed in seeds:
     for name, metrics in omniglot.floor_metrics(sweep.load_config(spec, {'seed': seed})).items():
@@ -168,7 +166,7 @@ def fmt_seeds(values) -> str:
 
 
 def pilot_table(pilot: dict[str, list[sweep.Run]], choice: dict, quick: bool) -> dict:
-  spec = f'{CONFIG}:arcface,validation' + (',smoke' if quick else '')
+  spec = sweep.spec(CONFIG, 'arcface', 'validation', smoke=quick)
   seeds = [r.seed for r in next(iter(pilot.values()))]
   floor = {}  # the floors on the validation split, seed mean
   for seed in seeds:
@@ -288,7 +286,7 @@ def analyse(runs: dict[str, list[sweep.Run]], *, quick: bool, out: pathlib.Path,
   if pilot:
     tables.insert(0, pilot_table(pilot, choice, quick))
   plot_name = plot(out / 'roc.png', runs, floor_of[TAR])
-  config = sweep.load_config(f'{CONFIG}:arcface' + (',smoke' if quick else ''))
+  config = sweep.load_config(sweep.spec(CONFIG, 'arcface', smoke=quick))
   t = config.train
   notes = [
       f'{len(runs)} arms x {len(seeds)} seeds; each run {t.steps} steps of {t.batch_size} '
