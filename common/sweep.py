@@ -8,7 +8,8 @@ through `common.experiment.train_and_evaluate` in `<root>/<arm>/seed_<s>` exactl
 
 would run it (`Run.command` is that line). A finished run (its `result.json` written) is
 skipped when the sweep is rerun; an interrupted one resumes from its newest checkpoint. So a
-killed reproduction rerun with the same `--workdir` finishes with the same numbers.
+killed reproduction rerun with the same `--workdir` finishes with the same numbers, and its
+reported wall time is that of every invocation on the workdir (`<workdir>/wall_time.json`).
 
 Seeds run together where that is cheaper: `Arm(vmap_seeds=True)` trains the seeds as one run
 with `config.seed = seeds[0]`, `config.num_seeds = len(seeds)` (the experiment vmaps them and
@@ -175,9 +176,11 @@ def auto_jobs(arms: Sequence[Arm], quick: bool) -> int:
 
 
 def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int = 1,
-              desc: str = 'sweep', watchdog_s: float = 1800) -> dict[str, list[Run]]:
+              desc: str = 'sweep', watchdog_s: float = 1800,
+              on_finish: Callable[[], Any] | None = None) -> dict[str, list[Run]]:
   """Runs every arm x seed (finished runs skipped); returns {arm: [Run per seed, seed order]}.
-  With `jobs > 1` each run is a `common.main` process with its own `--watchdog_s`."""
+  With `jobs > 1` each run is a `common.main` process with its own `--watchdog_s`.
+  `on_finish()` is called after each run."""
   names = [a.name for a in arms]
   if len(set(names)) != len(names):
     raise ValueError(f'arm names repeat: {names}')
@@ -197,6 +200,8 @@ def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int
     out[job.arm.name].extend(_split(job, metrics, cmd))
     bar.update(1)
     tqdm.tqdm.write(f'[{desc}] {job.arm.name} seeds {job.seeds}: {state}')
+    if on_finish is not None:
+      on_finish()
 
   pool = concurrent.futures.ThreadPoolExecutor(max(jobs, 1)) if jobs > 1 else None
   pending: dict[Any, tuple[_Job, str]] = {}
@@ -317,6 +322,28 @@ def main(paper: str, title: str, arms: Callable[..., Sequence[Arm]],
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   watchdog.start(args.watchdog_s)
   started = time.time()
+  clock = Clock(args.workdir)
+  try:
+    runs, pilot_runs, analysis = _sweeps(paper, arms, analyse, args, pilot, clock.tick)
+  except BaseException:
+    clock.tick()  # an interrupted invocation's time counts
+    raise
+  wall = time.time() - started
+  total = clock.tick()
+  every = runs | {f'pilot/{name}': rs for name, rs in pilot_runs.items()}
+  out = results.write_results(
+      args.out / 'results.json', paper=paper, title=title, seeds=args.seeds, wall_time_s=total,
+      runs={name: [dataclasses.asdict(r) | {'metrics': _scalars(r.metrics)} for r in rs]
+            for name, rs in every.items()}, **analysis)
+  print(f'wrote {args.out / "results.json"} in {wall:.0f} s ({total:.0f} s in all invocations '
+        f'on {args.workdir})')
+  return out
+
+
+def _sweeps(paper: str, arms: Callable[..., Sequence[Arm]], analyse: Callable[..., dict],
+            args: argparse.Namespace, pilot: Pilot | None, on_finish: Callable[[], Any]
+            ) -> tuple[dict[str, list[Run]], dict[str, list[Run]], dict]:
+  """The pilot (if any), the main sweep and the analysis of one `main` invocation."""
   pilot_runs: dict[str, list[Run]] = {}
   if pilot is None:
     chosen = list(arms(args.quick))
@@ -326,7 +353,8 @@ def main(paper: str, title: str, arms: Callable[..., Sequence[Arm]],
     root = pathlib.Path(args.workdir) / 'pilot'
     pilot_runs = run_sweep(pilot_arms, pilot_seeds, str(root),
                            jobs=args.jobs or auto_jobs(pilot_arms, args.quick),
-                           desc=f'{paper} pilot', watchdog_s=args.watchdog_s)
+                           desc=f'{paper} pilot', watchdog_s=args.watchdog_s,
+                           on_finish=on_finish)
     choice = pilot.choose(pilot_runs, args.quick)
     results.write_json(root / 'choice.json', choice)
     chosen = list(arms(args.quick, choice))
@@ -339,18 +367,30 @@ def main(paper: str, title: str, arms: Callable[..., Sequence[Arm]],
     chosen = [a for a in chosen if a.name in wanted]
   jobs = args.jobs or auto_jobs(chosen, args.quick)
   runs = run_sweep(chosen, args.seeds, args.workdir, jobs=jobs, desc=paper,
-                   watchdog_s=args.watchdog_s)
+                   watchdog_s=args.watchdog_s, on_finish=on_finish)
   args.out.mkdir(parents=True, exist_ok=True)
   analysis = analyse(runs, quick=args.quick, out=args.out,
                      **({'pilot': pilot_runs, 'choice': choice} if pilot else {}))
-  wall = time.time() - started
-  every = runs | {f'pilot/{name}': rs for name, rs in pilot_runs.items()}
-  out = results.write_results(
-      args.out / 'results.json', paper=paper, title=title, seeds=args.seeds, wall_time_s=wall,
-      runs={name: [dataclasses.asdict(r) | {'metrics': _scalars(r.metrics)} for r in rs]
-            for name, rs in every.items()}, **analysis)
-  print(f'wrote {args.out / "results.json"} in {wall:.0f} s')
-  return out
+  return runs, pilot_runs, analysis
+
+
+class Clock:
+  """The wall time spent on a workdir over every invocation (`<workdir>/wall_time.json`), so a
+  resumed reproduction reports the time of all its parts. `tick()` adds the time since the last
+  tick and returns the total; the sweep ticks after every run, so a process killed with -9
+  loses at most the time since its last finished run."""
+
+  def __init__(self, workdir: str):
+    self.path = pathlib.Path(workdir) / 'wall_time.json'
+    self.total = json.loads(self.path.read_text())['seconds'] if self.path.exists() else 0.0
+    self.mark = time.time()
+
+  def tick(self) -> float:
+    now = time.time()
+    self.total, self.mark = self.total + now - self.mark, now
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    results.write_json(self.path, {'seconds': self.total})
+    return self.total
 
 
 def _scalars(metrics: dict) -> dict:

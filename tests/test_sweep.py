@@ -123,6 +123,21 @@ def test_overrides_name_existing_settings():
     sweep.load_config('configs/quickstart.py:smoke', {'optim.lrr': 0.5})
 
 
+def test_clock_adds_the_time_of_every_invocation(tmp_path, monkeypatch):
+  now = [100.0]
+  monkeypatch.setattr(sweep.time, 'time', lambda: now[0])
+  first = sweep.Clock(str(tmp_path / 'w'))
+  now[0] += 5
+  assert first.tick() == 5
+  now[0] += 2
+  assert first.tick() == 7  # a tick adds only the time since the last one
+  now[0] += 50  # the process dies here: this time is lost
+  second = sweep.Clock(str(tmp_path / 'w'))
+  now[0] += 3
+  assert second.tick() == 10
+  assert json.loads((tmp_path / 'w' / 'wall_time.json').read_text()) == {'seconds': 10}
+
+
 def test_spec_joins_the_config_arguments_and_smoke_last():
   assert sweep.spec('configs/a.py') == 'configs/a.py'
   assert sweep.spec('configs/a.py', '', 'x,y') == 'configs/a.py:x,y'
