@@ -70,7 +70,9 @@ def test_pilots_choose_the_lr_of_each_budget_and_the_arms_are_configs():
         assert arm.overrides['selection.pretrained_workdir'] == sweep.After('pretrain')
         assert config.selection.method == method and config.data.sampler.mode == 'static'
       else:
-        assert config.data.sampler.mode == method and config.selection.method == 'none'
+        mode = {'rs2': 'without_replacement', 'rs2_replacement': 'with_replacement'}.get(method,
+                                                                                     method)
+        assert config.data.sampler.mode == mode and config.selection.method == 'none'
   assert arms['full_long'].overrides == {'optim.lr': choice['r10']}
   # DeepCore's selection training at its own fixed lr (the official per-example step)
   assert not arms['pretrain'].overrides
