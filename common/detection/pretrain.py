@@ -1,6 +1,6 @@
 """The ImageNet-init analogue: the detector's backbone pretrained as a digit classifier.
 
-    python -m common.main --config=configs/atss/mnist_backbone.py --workdir=/tmp/backbone
+    python -m common.main --config=configs/<paper>/mnist_backbone.py --workdir=/tmp/backbone
 
 `DigitClassifier` is `model.Backbone` (the detector's, same settings) + global average pooling +
 a linear layer, trained with softmax cross-entropy on the digits the training canvases are drawn

@@ -272,7 +272,7 @@ class Runner:
   Per seed and pure: `init(key)` -> carry (agent state, env state, episode stats, PRNG key data);
   `block(carry)` -> (carry, metrics); `evaluate(carry, key)` -> mean return of the target policy.
   The carry is a plain pytree, so a host loop can checkpoint it between blocks and resume
-  bit-identically (`papers.props.experiment`); `train_seeds` runs all blocks in one `jit`.
+  bit-identically (`common.rl.run.run_blocks`); `train_seeds` runs all blocks in one `jit`.
   """
   init: Callable
   block: Callable

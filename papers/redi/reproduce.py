@@ -38,9 +38,8 @@ SEEDS = (0, 1, 2, 3, 4)
 QUICK_SEEDS = (0, 1)
 PILOT_SEEDS = (5,)
 # stage-2 rate grids per task and objective (SFT runs at 3e-3), each three to four rates a
-# factor ~3 apart around where the objective's validation pass@1 peaks within its stage 2
-# (on addition the symmetric objective collapses at 3e-4 and SimPO loses most at 1e-5: their
-# grids reach lower)
+# factor ~3 apart around where the objective's validation pass@1 peaks within its stage 2 (on
+# addition the symmetric objective and SimPO peak lower than the others)
 _ADDITION = (3e-4, 1e-3, 3e-3)
 LR_GRID = {'addition': {'continued_sft': _ADDITION, 'redi': _ADDITION,
                         'symmetric': (3e-5, 1e-4, 3e-4, 1e-3), 'dpo': _ADDITION,
@@ -278,8 +277,7 @@ def notes(runs, quick: bool, choice, pilot=None) -> list[str]:
                      f'{n} {lr:g} of {list(grid(task, n, quick))}'
                      for n, lr in choice[task].items()) + '.')
       edge = [n for n, lr in choice[task].items()
-              if len(grid(task, n, quick)) > 1 and lr in (min(grid(task, n, quick)),
-                                                          max(grid(task, n, quick)))]
+              if len(rates := grid(task, n, quick)) > 1 and lr in (min(rates), max(rates))]
       if edge:
         out.append(f'{task}: picked at an edge of the grid (a wider grid might pick better): '
                    f'{", ".join(edge)}.')
