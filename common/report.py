@@ -21,6 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
 BENCH_BEGIN, BENCH_END = '<!-- bench:begin -->', '<!-- bench:end -->'
 SEEDS_BEGIN, SEEDS_END = '<!-- seeds:begin -->', '<!-- seeds:end -->'
+THROUGHPUT_BEGIN, THROUGHPUT_END = '<!-- throughput:begin -->', '<!-- throughput:end -->'
 HEAD_BEGIN, HEAD_END = '<!-- headline:begin -->', '<!-- headline:end -->'
 
 
@@ -216,6 +217,48 @@ def seeds_table(result: dict) -> str:
                             'fastest'), rows))
 
 
+def throughput_tables(result: dict, all_results: dict[str, dict | None]) -> str:
+  """`benchmarks/throughput.json`: the per-step table, then seeds per minute per way."""
+  rows = result['rows']
+  jax_ways = [w for w in ('one seed', 'vmapped', 'one seed per device', 'process per core')
+              if any(w in r['jax'] for r in rows)]
+  torch_ways = ('one process', 'process per core')
+
+  def spm(ways: dict, way: str) -> str:
+    return f'{ways[way]["seeds_per_min"]:.3g}' if way in ways else ''
+
+  def why(r: dict) -> str:
+    prof = r.get('profile')
+    if not prof:
+      return ''
+    top = ', '.join(f'{k} {v:.0%}' for k, v in list(prof['op_share'].items())[:3])
+    return f'{prof["op_ms_per_step"]:.1f} ms of ops per step: {top}'
+
+  def wall(name: str) -> str:
+    res = all_results.get(name)
+    return f'{res["provenance"]["wall_time_s"] / 60:.0f}' if res else ''
+
+  step_rows = [(r['paper'], r['shape'], f'{r["load_before"]:.1f}', f'{r["compile_s"]:.1f}',
+                f'{r["jax"]["one seed"]["step_s"] * 1e3:.1f}',
+                *((f'{r["torch"]["one process"]["step_s"] * 1e3:.1f} '
+                   f'({r["torch"]["one process"]["threads"]} thr)', f'{r["step_ratio"]:.2f}')
+                  if r['torch'] else ('', ''))) for r in rows]
+  seed_rows = [(r['paper'], r['steps_per_seed'], *(spm(r['jax'], w) for w in jax_ways),
+                *(spm(r['torch'], w) for w in torch_ways), r['jax_best'],
+                r.get('torch_best', ''), f'{r["best_ratio"]:.2f}' if 'best_ratio' in r else '',
+                why(r), wall(r['paper'])) for r in rows]
+  return (f'Measured by `{result["command"]}` on {result["date"]} ({result["machine"]}, '
+          f'{result["wall_time_s"] / 60:.0f} min).\n\n'
+          + markdown_table(('paper', 'shape', 'load before', 'JAX compile s', 'JAX step ms',
+                            'PyTorch step ms', 'JAX speed-up per step'), step_rows)
+          + '\n\nSeeds per minute of the whole machine (a seed: the reproduction config\'s '
+          'training steps of this step; compile, data and evaluation excluded), each way:\n\n'
+          + markdown_table(('paper', 'steps per seed', *(f'JAX {w}' for w in jax_ways),
+                            *(f'PyTorch {w}' for w in torch_ways), 'JAX best', 'PyTorch best',
+                            'JAX best / PyTorch best', 'JAX profile where slower',
+                            'reproduction wall min'), seed_rows))
+
+
 def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
   """Every generated file's new text, keyed by path."""
   out, all_results = {}, {}
@@ -245,6 +288,10 @@ def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:
   if seeds.exists():
     text = replace_block(text, seeds_table(json.loads(seeds.read_text())), str(workspace),
                          SEEDS_BEGIN, SEEDS_END)
+  throughput = root / 'benchmarks' / 'throughput.json'
+  if throughput.exists():
+    text = replace_block(text, throughput_tables(json.loads(throughput.read_text()), all_results),
+                         str(workspace), THROUGHPUT_BEGIN, THROUGHPUT_END)
   out[workspace] = text
   return out
 

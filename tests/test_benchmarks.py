@@ -101,3 +101,42 @@ def test_seeds_table_shows_every_measured_way():
   text = report.seeds_table({'commands': ['c'], 'date': 'd', 'machine': 'm', 'rows': [row]})
   assert '| x | a | 2 | 2.00 (60 s, load 0.5) | 3.00 (40 s, load n/a) |  | 4.00 (30 s, load 1.0, ' \
          'k=5) | k steps per dispatch |' in text
+
+
+def test_vmapped_seeds_step_equals_each_seed_stepped_alone():
+  """The throughput benchmark's vmapped way runs the same computation as one seed at a time."""
+  import jax
+  import numpy as np
+
+  from benchmarks import throughput
+  from benchmarks.run import ENTRIES
+  workload = ENTRIES['rs2'](True)
+  step, state = workload.step_and_state()
+  batches = throughput.seed_batches(workload, 2)
+  together, _ = jax.jit(jax.vmap(step))(throughput.stacked(state, 2), batches)
+  for i in range(2):
+    alone, _ = jax.jit(step)(state, workload.loader(i))
+    for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(together.params)):
+      np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
+def test_quick_throughput_benchmark_times_every_way(tmp_path):
+  pytest.importorskip('torch', reason='compares with PyTorch: pip install -e .[bench]')
+  out = tmp_path / 'throughput.json'
+  env = dict(os.environ, XLA_FLAGS='')
+  proc = subprocess.run([sys.executable, '-m', 'benchmarks.throughput', '--paper=rs2', '--quick',
+                         '--seeds=2', f'--out={out}'], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(out.read_text())
+  (row,) = result['rows']
+  assert set(row['jax']) == {'one seed', 'vmapped', 'one seed per device', 'process per core'}
+  assert set(row['torch']) == {'one process', 'process per core'}
+  for way in [*row['jax'].values(), *row['torch'].values()]:  # seeds/min from the step time
+    assert way['seeds_per_min'] == pytest.approx(
+        60 * way['seeds'] / way['step_s'] / row['steps_per_seed'])
+  assert row['best_ratio'] == pytest.approx(row['jax'][row['jax_best']]['seeds_per_min']
+                                            / row['torch'][row['torch_best']]['seeds_per_min'])
+  from common import report
+  text = report.throughput_tables(result, {})
+  assert '| rs2 |' in text and 'JAX one seed per device' in text

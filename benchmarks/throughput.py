@@ -1,0 +1,252 @@
+"""Seeds per minute of each paper's training step, JAX against PyTorch, each framework's best way.
+
+    python -m benchmarks.throughput --paper=all        # writes benchmarks/throughput.json
+    python -m benchmarks.throughput --paper=atss --quick  # smoke shapes; figures meaningless
+
+A seed is `Workload.total_steps` steps of the paper's own training step (`benchmarks/workloads.py`,
+shapes of its reproduction config; compile, data and evaluation excluded: `benchmarks.seeds`
+times those end to end). With N = the machine's cores, the ways:
+- JAX, one seed: one process, one seed (a sweep's `--jobs=1`);
+- JAX, vmapped: N seeds in one program (`jax.vmap` over seed-stacked state and batches);
+- JAX, one seed per device: the N vmapped seeds sharded over N CPU devices
+  (`--xla_force_host_platform_device_count=N`, in a worker process);
+- JAX, process per core: N one-seed processes side by side (a sweep's `--jobs=N`);
+- PyTorch, one process: one seed at the faster of N threads and 1;
+- PyTorch, process per core: N one-thread processes side by side.
+The in-process ways (JAX one seed and vmapped, PyTorch one process) are timed in turns
+(`harness.interleaved_medians`); side-by-side processes start their timed steps together, after
+each has compiled and warmed up. seeds/min = seeds per step / median step s / steps x 60.
+A row also records the 1-minute load average before it, the JAX compile times and, where JAX's
+best way is slower than PyTorch's, the JAX step's op profile (`benchmarks.profile`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import common
+from benchmarks import harness
+from benchmarks.workloads import Workload
+from common import results
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAPERS = ('parscale', 'edlm', 'redi', 'rs2', 'atss', 'sampling_free', 'unpg')
+JAX_WAYS = ('one seed', 'vmapped', 'one seed per device', 'process per core')
+TORCH_WAYS = ('one process', 'process per core')
+WORKER_TIMEOUT_S = 900.0
+
+
+def _entries():
+  from benchmarks.run import ENTRIES  # after the XLA flags are set
+  return ENTRIES
+
+
+def stacked(tree: Any, n: int) -> Any:
+  """`n` copies of every leaf along a new leading (seed) axis."""
+  return jax.tree.map(lambda x: jnp.stack([x] * n), tree)
+
+
+def seed_batches(workload: Workload, n: int) -> dict[str, np.ndarray]:
+  """Seed i's batch is the loader's batch i, stacked along a leading seed axis."""
+  batches = [workload.loader(i) for i in range(n)]
+  return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def vmapped_step(workload: Workload, n: int, mesh: Mesh | None = None):
+  """(`run()`, compile s) of the step vmapped over `n` seeds; with `mesh`, the seed axis is
+  sharded over its devices (one seed per device when n = devices)."""
+  step, state = workload.step_and_state()
+  state, batch = stacked(state, n), seed_batches(workload, n)
+  if mesh is not None:
+    state, batch = jax.device_put((state, batch), NamedSharding(mesh, P('seed')))
+  run, compile_s, _ = harness.compile_step(jax.vmap(step), state, batch)
+  return run, compile_s
+
+
+def one_seed_step(workload: Workload):
+  step, state = workload.step_and_state()
+  run, compile_s, _ = harness.compile_step(step, state, workload.loader(0))
+  return run, compile_s
+
+
+def _worker(kind: str, paper: str, quick: bool, n: int, repeats: int, min_total_s: float) -> None:
+  """Builds one way's step, prints 'ready', waits for a line on stdin, then prints the
+  samples of its timed steps as JSON."""
+  workload = _entries()[paper](quick)
+  if kind == 'torch':
+    from benchmarks import torch_steps
+    torch_steps.set_threads(1)
+    run, compile_s = workload.torch_step(workload.loader(0)), 0.0
+  elif kind == 'devices':
+    run, compile_s = vmapped_step(workload, n, Mesh(np.array(jax.devices()[:n]), ('seed',)))
+  else:
+    run, compile_s = one_seed_step(workload)
+  print('ready', flush=True)
+  sys.stdin.readline()
+  times = harness.sample_seconds(run, repeats, 1, min_total_s)
+  print(json.dumps({'times': times, 'compile_s': compile_s}), flush=True)
+
+
+def _last_line(stderr: str) -> str:
+  lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(('-', 'For '))]
+  return lines[-1][:300] if lines else '(no stderr)'
+
+
+def side_by_side(kind: str, paper: str, quick: bool, processes: int, n: int, repeats: int,
+                 min_total_s: float) -> list[dict[str, Any]]:
+  """Starts `processes` workers of `kind`, releases them together once all are ready, and
+  returns each one's samples."""
+  env = dict(os.environ)
+  if kind == 'devices':
+    env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '')
+                        + f' --xla_force_host_platform_device_count={n}').strip()
+  args = [sys.executable, '-m', 'benchmarks.throughput', f'--worker={kind}', f'--paper={paper}',
+          f'--seeds={n}', f'--repeats={repeats}', f'--min-seconds={min_total_s}',
+          *(['--quick'] if quick else [])]
+  procs = [subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for _ in range(processes)]
+  deadline = time.monotonic() + WORKER_TIMEOUT_S
+  try:
+    for p in procs:  # a worker that dies or hangs ends the run with its stderr
+      if p.stdout.readline().strip() != 'ready':
+        raise RuntimeError(f'{kind} worker for {paper} failed: {_last_line(p.stderr.read())}')
+    for p in procs:
+      p.stdin.write('go\n')
+      p.stdin.flush()
+    out = []
+    for p in procs:
+      stdout, stderr = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+      if p.returncode != 0:
+        raise RuntimeError(f'{kind} worker for {paper} failed: {_last_line(stderr)}')
+      out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+  except subprocess.TimeoutExpired as e:
+    raise RuntimeError(f'{kind} worker for {paper} made no progress in {WORKER_TIMEOUT_S:.0f} s '
+                       '(benchmarks.throughput.side_by_side)') from e
+  finally:
+    for p in procs:
+      p.kill()
+
+
+def measure(paper: str, quick: bool, n: int, repeats: int, min_total_s: float,
+            rounds: int) -> dict[str, Any]:
+  """One paper's row: step seconds and seeds per minute of every way."""
+  row: dict[str, Any] = {'paper': paper, 'load_before': os.getloadavg()[0], 'seeds': n}
+  workload = _entries()[paper](quick)
+  row['steps_per_seed'] = workload.total_steps
+  row['shape'] = workload.note
+  one, row['compile_s'] = one_seed_step(workload)
+  fns = {('jax', 'one seed'): one}
+  try:
+    fns[('jax', 'vmapped')], row['compile_s_vmapped'] = vmapped_step(workload, n)
+  except Exception as e:  # noqa: BLE001 - a step that cannot be vmapped: say why in the row
+    row['vmapped_error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
+  torch_fn = None
+  if workload.torch_step is not None:
+    from benchmarks import torch_steps
+    torch_fn = workload.torch_step(workload.loader(0))
+    for threads in sorted({n, 1}, reverse=True):
+      fns[('torch', threads)] = torch_fn
+
+  def before(key):
+    if key[0] == 'torch':
+      torch_steps.set_threads(key[1])
+
+  medians = harness.interleaved_medians(fns, repeats, rounds, min_total_s, before)
+  jax_s = {'one seed': (1, medians[('jax', 'one seed')])}
+  if ('jax', 'vmapped') in medians:
+    jax_s['vmapped'] = (n, medians[('jax', 'vmapped')])
+  try:
+    dev = side_by_side('devices', paper, quick, 1, n, repeats, min_total_s)[0]
+    jax_s['one seed per device'] = (n, statistics.median(dev['times']))
+    row['compile_s_devices'] = dev['compile_s']
+  except RuntimeError as e:
+    row['devices_error'] = str(e)
+  procs = side_by_side('jax', paper, quick, n, n, repeats, min_total_s)
+  jax_s['process per core'] = (n, n / sum(1 / statistics.median(p['times']) for p in procs))
+  row['jax'] = {way: {'seeds': k, 'step_s': s, 'seeds_per_min': 60 * k / s / row['steps_per_seed']}
+                for way, (k, s) in jax_s.items()}
+  row['torch'] = {}
+  if torch_fn is not None:
+    threads = min((k[1] for k in medians if k[0] == 'torch'), key=lambda t: medians[('torch', t)])
+    procs = side_by_side('torch', paper, quick, n, n, repeats, min_total_s)
+    torch_s = {'one process': (1, medians[('torch', threads)]),
+               'process per core': (n, n / sum(1 / statistics.median(p['times'])
+                                                for p in procs))}
+    row['torch'] = {way: {'seeds': k, 'step_s': s,
+                          'seeds_per_min': 60 * k / s / row['steps_per_seed']}
+                    for way, (k, s) in torch_s.items()}
+    row['torch']['one process']['threads'] = threads
+  best = lambda ways: max(ways, key=lambda w: ways[w]['seeds_per_min'])  # noqa: E731
+  row['jax_best'] = best(row['jax'])
+  if row['torch']:
+    row['torch_best'] = best(row['torch'])
+    row['step_ratio'] = (row['torch']['one process']['step_s']
+                         / row['jax']['one seed']['step_s'])
+    row['best_ratio'] = (row['jax'][row['jax_best']]['seeds_per_min']
+                         / row['torch'][row['torch_best']]['seeds_per_min'])
+    if row['best_ratio'] < 1 and not quick:  # the evidence for why JAX's step is slower
+      from benchmarks import profile
+      prof = profile.profile(paper, quick)
+      row['profile'] = {'op_ms_per_step': prof['op_ms_per_step'],
+                        'op_share': {k: v['share'] for k, v in prof['op_share'].items()}}
+  return row
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('--paper', default='all', help=f'all, or comma-separated of {PAPERS}')
+  parser.add_argument('--quick', action='store_true', help='smoke shapes, few repeats')
+  parser.add_argument('--seeds', type=int, default=os.cpu_count() or 1,
+                      help='N: seeds vmapped, devices, processes side by side')
+  parser.add_argument('--repeats', type=int, default=0, help='timed steps (default 10; quick 2)')
+  parser.add_argument('--min-seconds', type=float, default=-1.0,
+                      help='timed seconds per way at least (default 3; quick 0)')
+  parser.add_argument('--out', default='', help='default: benchmarks/throughput.json (full runs)')
+  parser.add_argument('--worker', default='', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  common.add_xla_flags(*common.CPU_XLA_FLAGS)
+  if args.quick:
+    common.add_xla_flags(*common.FAST_COMPILE_XLA_FLAGS)
+  repeats = args.repeats or (2 if args.quick else 10)
+  min_s = args.min_seconds if args.min_seconds >= 0 else (0.0 if args.quick else 3.0)
+  if args.worker:
+    _worker(args.worker, args.paper, args.quick, args.seeds, repeats, min_s)
+    return
+  names = PAPERS if args.paper == 'all' else tuple(args.paper.split(','))
+  if set(names) - set(PAPERS):
+    parser.error(f'--paper={args.paper}: choose from all, {", ".join(PAPERS)}')
+  out = pathlib.Path(args.out or ('' if args.quick else ROOT / 'benchmarks' / 'throughput.json'))
+  started = time.time()
+  rows = []
+  for name in names:
+    rows.append(measure(name, args.quick, args.seeds, repeats, min_s, 1 if args.quick else 3))
+    print(json.dumps(rows[-1]), flush=True)
+  result = {'command': 'python -m benchmarks.throughput ' + ' '.join(sys.argv[1:]),
+            'date': datetime.date.today().isoformat(),
+            'machine': f'{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}',
+            'wall_time_s': time.time() - started, 'rows': rows}
+  if str(out) not in ('', '.'):
+    results.write_json(out, result)
+    print(f'wrote {out}')
+
+
+if __name__ == '__main__':
+  main()
