@@ -8,8 +8,8 @@ shapes of its reproduction config; compile, data and evaluation excluded: `bench
 times those end to end). With N = the machine's cores, the ways:
 - JAX, one seed: one process, one seed (a sweep's `--jobs=1`);
 - JAX, vmapped: N seeds in one program (`jax.vmap` over seed-stacked state and batches);
-- JAX, one seed per device: the N vmapped seeds sharded over N CPU devices
-  (`--xla_force_host_platform_device_count=N`, in a worker process);
+- JAX, one seed per device: N seeds, each device of N CPU devices running the one-seed step
+  on its own (`jax.shard_map`; `--xla_force_host_platform_device_count=N`, a worker process);
 - JAX, process per core: N one-seed processes side by side (a sweep's `--jobs=N`);
 - PyTorch, one process: one seed at the faster of N threads and 1;
 - PyTorch, process per core: N one-thread processes side by side.
@@ -68,14 +68,32 @@ def seed_batches(workload: Workload, n: int) -> dict[str, np.ndarray]:
   return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
-def vmapped_step(workload: Workload, n: int, mesh: Mesh | None = None):
-  """(`run()`, compile s) of the step vmapped over `n` seeds; with `mesh`, the seed axis is
-  sharded over its devices (one seed per device when n = devices)."""
+def vmapped_step(workload: Workload, n: int):
+  """(`run()`, compile s) of the step vmapped over `n` seeds in one program."""
   step, state = workload.step_and_state()
-  state, batch = stacked(state, n), seed_batches(workload, n)
-  if mesh is not None:
-    state, batch = jax.device_put((state, batch), NamedSharding(mesh, P('seed')))
-  run, compile_s, _ = harness.compile_step(jax.vmap(step), state, batch)
+  run, compile_s, _ = harness.compile_step(jax.vmap(step), stacked(state, n),
+                                           seed_batches(workload, n))
+  return run, compile_s
+
+
+def per_device(step, mesh: Mesh):
+  """`step` on seed-stacked state and batch, one seed per device of `mesh`'s 'seed' axis
+  (`jax.shard_map`): each device runs the one-seed step on its own seed. (`jax.vmap` under a
+  sharding of the seed axis instead turns every convolution into a grouped one, which the
+  partitioner all-gathers.)"""
+  squeeze = lambda tree: jax.tree.map(lambda x: x[0], tree)  # noqa: E731
+  expand = lambda tree: jax.tree.map(lambda x: x[None], tree)  # noqa: E731
+  return jax.shard_map(lambda s, b: expand(step(squeeze(s), squeeze(b))), mesh=mesh,
+                       in_specs=P('seed'), out_specs=P('seed'))
+
+
+def per_device_step(workload: Workload, n: int):
+  """(`run()`, compile s) of `n` seeds on `n` devices, one seed each (`per_device`)."""
+  step, state = workload.step_and_state()
+  mesh = Mesh(np.array(jax.devices()[:n]), ('seed',))
+  state, batch = jax.device_put((stacked(state, n), seed_batches(workload, n)),
+                                NamedSharding(mesh, P('seed')))
+  run, compile_s, _ = harness.compile_step(per_device(step, mesh), state, batch)
   return run, compile_s
 
 
@@ -94,7 +112,7 @@ def _worker(kind: str, paper: str, quick: bool, n: int, repeats: int, min_total_
     torch_steps.set_threads(1)
     run, compile_s = workload.torch_step(workload.loader(0)), 0.0
   elif kind == 'devices':
-    run, compile_s = vmapped_step(workload, n, Mesh(np.array(jax.devices()[:n]), ('seed',)))
+    run, compile_s = per_device_step(workload, n)
   else:
     run, compile_s = one_seed_step(workload)
   print('ready', flush=True)

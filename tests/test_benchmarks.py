@@ -103,21 +103,27 @@ def test_seeds_table_shows_every_measured_way():
          'k=5) | k steps per dispatch |' in text
 
 
-def test_vmapped_seeds_step_equals_each_seed_stepped_alone():
-  """The throughput benchmark's vmapped way runs the same computation as one seed at a time."""
+def test_vmapped_and_per_device_seeds_equal_each_seed_stepped_alone():
+  """The throughput benchmark's vmapped and one-seed-per-device ways run the same computation as
+  one seed at a time."""
   import jax
   import numpy as np
+  from jax.sharding import Mesh
 
   from benchmarks import throughput
   from benchmarks.run import ENTRIES
   workload = ENTRIES['rs2'](True)
   step, state = workload.step_and_state()
-  batches = throughput.seed_batches(workload, 2)
-  together, _ = jax.jit(jax.vmap(step))(throughput.stacked(state, 2), batches)
+  state2, batches = throughput.stacked(state, 2), throughput.seed_batches(workload, 2)
+  vmapped, _ = jax.jit(jax.vmap(step))(state2, batches)
+  mesh = Mesh(np.array(jax.devices()[:2]), ('seed',))
+  sharded, _ = jax.jit(throughput.per_device(step, mesh))(state2, batches)
   for i in range(2):
     alone, _ = jax.jit(step)(state, workload.loader(i))
-    for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(together.params)):
-      np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-5, atol=1e-6)
+    leaves = (jax.tree.leaves(t.params) for t in (alone, vmapped, sharded))
+    for a, v, s in zip(*leaves, strict=True):
+      np.testing.assert_allclose(np.asarray(v[i]), np.asarray(a), rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(np.asarray(s[i]), np.asarray(a), rtol=1e-5, atol=1e-6)
 
 
 def test_quick_throughput_benchmark_times_every_way(tmp_path):
