@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 
+import common
 from benchmarks import harness
 from benchmarks.run import ENTRIES
 from common import parallel
@@ -32,6 +33,18 @@ _NOT_OPS = ('Thunk', '$', 'Pjit', 'Common', 'Slinky', 'PjRt', 'Pjrt', 'Execute')
 def op_kind(name: str) -> str:
   """'multiply_add_fusion.12' -> 'multiply_add_fusion'."""
   return re.sub(r'[._]\d+$', '', re.sub(r'\.\d+', '', name))
+
+
+# kind of XLA:CPU kernel -> what it does, first match wins (`category`)
+CATEGORIES = (('matmul / conv', ('conv', 'dot', 'ynn', 'gemm', 'matmul')),
+              ('reduction', ('reduce',)),
+              ('layout copy', ('transpose', 'copy')))
+
+
+def category(kind: str) -> str:
+  """'transpose_copy_fusion' -> 'layout copy'; unmatched kinds are 'elementwise / other'."""
+  return next((name for name, keys in CATEGORIES if any(k in kind for k in keys)),
+              'elementwise / other')
 
 
 def profile(name: str, quick: bool, steps: int = 5, top: int = 10) -> dict[str, Any]:
@@ -68,6 +81,10 @@ def profile(name: str, quick: bool, steps: int = 5, top: int = 10) -> dict[str, 
   out['op_ms_per_step'] = total / steps / 1e3
   out['op_share'] = {k: {'share': v / total, 'per_step': count_of[k] / steps}
                      for k, v in time_of.most_common(top)}
+  by_category = collections.Counter()
+  for k, v in time_of.items():
+    by_category[category(k)] += v / total
+  out['category_share'] = dict(by_category.most_common())
   return out
 
 
@@ -76,10 +93,12 @@ def main() -> None:
   parser.add_argument('--paper', required=True, help=f'one of {", ".join(ENTRIES)}')
   parser.add_argument('--quick', action='store_true', help='the quick shapes')
   args = parser.parse_args()
+  common.add_xla_flags(*common.CPU_XLA_FLAGS)  # as the experiments run (before any computation)
   if args.paper not in ENTRIES:
     parser.error(f'--paper={args.paper} is not one of {", ".join(ENTRIES)}')
   out = profile(args.paper, args.quick)
   shares = out.pop('op_share')
+  print(', '.join(f'{k} {v:.0%}' for k, v in out.pop('category_share').items()))
   print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}))
   for kind, s in shares.items():
     print(f'{100 * s["share"]:5.1f}%  x{s["per_step"]:5.0f} per step  {kind}')

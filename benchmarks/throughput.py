@@ -224,6 +224,7 @@ def measure(paper: str, quick: bool, n: int, repeats: int, min_total_s: float,
       from benchmarks import profile
       prof = profile.profile(paper, quick)
       row['profile'] = {'op_ms_per_step': prof['op_ms_per_step'],
+                        'category_share': prof['category_share'],
                         'op_share': {k: v['share'] for k, v in prof['op_share'].items()}}
   return row
 

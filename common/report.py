@@ -231,7 +231,7 @@ def throughput_tables(result: dict, all_results: dict[str, dict | None]) -> str:
     prof = r.get('profile')
     if not prof:
       return ''
-    top = ', '.join(f'{k} {v:.0%}' for k, v in list(prof['op_share'].items())[:3])
+    top = ', '.join(f'{k} {v:.0%}' for k, v in prof['category_share'].items())
     return f'{prof["op_ms_per_step"]:.1f} ms of ops per step: {top}'
 
   def wall(name: str) -> str:

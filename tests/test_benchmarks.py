@@ -146,3 +146,13 @@ def test_quick_throughput_benchmark_times_every_way(tmp_path):
   from common import report
   text = report.throughput_tables(result, {})
   assert '| rs2 |' in text and 'JAX one seed per device' in text
+
+
+def test_profile_categories_of_xla_cpu_kernels():
+  from benchmarks import profile
+  assert profile.op_kind('transpose_copy_fusion.12') == 'transpose_copy_fusion'
+  assert [profile.category(k) for k in (
+      'convolution', 'conv_general_dilated', 'ynn_fusion', 'bitcast_reduce_fusion',
+      'wrapped_reduce', 'transpose_copy_fusion', 'copy', 'add_maximum_fusion')] == [
+      'matmul / conv', 'matmul / conv', 'matmul / conv', 'reduction', 'reduction',
+      'layout copy', 'layout copy', 'elementwise / other']
