@@ -129,18 +129,19 @@ def _collect(proc: subprocess.Popen, arms: tuple[str, ...], timeout: float) -> d
   return done
 
 
-def measure_props(quick: bool, vmap_timeout: float | None = None) -> list[dict[str, Any]]:
-  """One row per arm: JAX 1 seed and S seeds vmapped, PyTorch, and their ratios."""
+def measure_props(quick: bool, vmap_timeout: float | None = None,
+                  arms: tuple[str, ...] = ARMS) -> list[dict[str, Any]]:
+  """One row per arm of `arms`: JAX 1 seed and S seeds vmapped, PyTorch, and their ratios."""
   from benchmarks import torch_rl
   from papers.props import props as P
   base, props_cfg, b, seeds = settings(quick)
   seeds = 2 if quick else seeds
   timeout = vmap_timeout or (120.0 if quick else 600.0)
-  worker = _start_worker(ARMS, True, seeds) if quick else None  # overlapped: quick only
+  worker = _start_worker(arms, True, seeds) if quick else None  # overlapped: quick only
   load_start = os.getloadavg()[0]
-  jax_1 = {arm: time_jax(arm, quick, None) for arm in ARMS}
+  jax_1 = {arm: time_jax(arm, quick, None) for arm in arms}
   rows = []
-  for arm in ARMS:  # torch after every JAX compile: in quick, less overlap with the worker
+  for arm in arms:  # torch after every JAX compile: in quick, less overlap with the worker
     cfg = P.arm_config(arm, base, b)
     by_threads = {}  # os.cpu_count() threads, and 1 (robust when other jobs share the cores)
     for threads in (1,) if quick else sorted({os.cpu_count() or 1, 1}, reverse=True):
@@ -162,8 +163,8 @@ def measure_props(quick: bool, vmap_timeout: float | None = None) -> list[dict[s
         'jax_over_torch': jax_1[arm]['env_steps_per_s'] / torch_run['env_steps_per_s'],
         'jax_over_torch_end_to_end': (jax_1[arm]['env_steps_per_s_end_to_end']
                                       / torch_run['env_steps_per_s'])})
-  vmapped = (_collect(worker, ARMS, timeout) if quick else
-             {arm: v for arm in ARMS  # one worker per arm, after the rest: nothing overlaps
+  vmapped = (_collect(worker, arms, timeout) if quick else
+             {arm: v for arm in arms  # one worker per arm, after the rest: nothing overlaps
               for v in [_collect(_start_worker((arm,), False, seeds), (arm,), timeout)[arm]]})
   for row in rows:
     v = vmapped[row['arm']]

@@ -18,6 +18,8 @@ The in-process ways (JAX one seed and vmapped, PyTorch one process) are timed in
 each has compiled and warmed up. seeds/min = seeds per step / median step s / steps x 60.
 A row also records the 1-minute load average before it, the JAX compile times and, where JAX's
 best way is slower than PyTorch's, the JAX step's op profile (`benchmarks.profile`).
+PROPS is an RL loop, not one step: its row comes from `benchmarks.rl.measure_props` (whole jitted
+runs of its `props` arm, one seed and vmapped, against the PyTorch loop; `props_row`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from benchmarks.workloads import Workload
 from common import results
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PAPERS = ('parscale', 'edlm', 'redi', 'rs2', 'atss', 'sampling_free', 'unpg')
+PAPERS = ('parscale', 'edlm', 'redi', 'rs2', 'atss', 'sampling_free', 'unpg', 'props')
 JAX_WAYS = ('one seed', 'vmapped', 'one seed per device', 'process per core')
 TORCH_WAYS = ('one process', 'process per core')
 WORKER_TIMEOUT_S = 900.0
@@ -163,6 +165,39 @@ def side_by_side(kind: str, paper: str, quick: bool, processes: int, n: int, rep
       p.kill()
 
 
+def _way(seeds: int, step_s: float, steps: int) -> dict[str, float]:
+  return {'seeds': seeds, 'step_s': step_s, 'seeds_per_min': 60 * seeds / step_s / steps}
+
+
+def props_row(rl: dict[str, Any]) -> dict[str, Any]:
+  """PROPS, from `benchmarks.rl.measure_props`'s row of its arm: a whole jitted RL run, so a
+  'step' is one environment step (collection and updates included) and a seed is the
+  config's total env steps; PyTorch runs the official-style loop as one process."""
+  steps, seeds = rl['total_steps'], rl['vmap_seeds']
+  row = {'paper': 'props', 'load_before': rl['load_avg_1min_start'], 'seeds': seeds,
+         'steps_per_seed': steps, 'shape': rl['shape'] + ' (a step: one env step)',
+         'compile_s': rl['jax_compile_s'],
+         'jax': {'one seed': _way(1, 1 / rl['jax_env_steps_per_s'], steps)},
+         'torch': {'one process': dict(_way(1, 1 / rl['torch_env_steps_per_s'], steps),
+                                       threads=rl['torch_threads'])}}
+  if rl.get('vmap_status') == 'ok':
+    row['jax']['vmapped'] = _way(seeds, seeds / rl['vmap_env_steps_per_s'], steps)
+  return _verdict(row)
+
+
+def _verdict(row: dict[str, Any]) -> dict[str, Any]:
+  """Adds each framework's best way and the JAX / PyTorch ratios."""
+  best = lambda ways: max(ways, key=lambda w: ways[w]['seeds_per_min'])  # noqa: E731
+  row['jax_best'] = best(row['jax'])
+  if row['torch']:
+    row['torch_best'] = best(row['torch'])
+    row['step_ratio'] = (row['torch']['one process']['step_s']
+                         / row['jax']['one seed']['step_s'])
+    row['best_ratio'] = (row['jax'][row['jax_best']]['seeds_per_min']
+                         / row['torch'][row['torch_best']]['seeds_per_min'])
+  return row
+
+
 def measure(paper: str, quick: bool, n: int, repeats: int, min_total_s: float,
             rounds: int) -> dict[str, Any]:
   """One paper's row: step seconds and seeds per minute of every way."""
@@ -199,33 +234,23 @@ def measure(paper: str, quick: bool, n: int, repeats: int, min_total_s: float,
     row['devices_error'] = str(e)
   procs = side_by_side('jax', paper, quick, n, n, repeats, min_total_s)
   jax_s['process per core'] = (n, n / sum(1 / statistics.median(p['times']) for p in procs))
-  row['jax'] = {way: {'seeds': k, 'step_s': s, 'seeds_per_min': 60 * k / s / row['steps_per_seed']}
-                for way, (k, s) in jax_s.items()}
+  steps = row['steps_per_seed']
+  row['jax'] = {way: _way(k, s, steps) for way, (k, s) in jax_s.items()}
   row['torch'] = {}
   if torch_fn is not None:
     threads = min((k[1] for k in medians if k[0] == 'torch'), key=lambda t: medians[('torch', t)])
     procs = side_by_side('torch', paper, quick, n, n, repeats, min_total_s)
-    torch_s = {'one process': (1, medians[('torch', threads)]),
-               'process per core': (n, n / sum(1 / statistics.median(p['times'])
-                                                for p in procs))}
-    row['torch'] = {way: {'seeds': k, 'step_s': s,
-                          'seeds_per_min': 60 * k / s / row['steps_per_seed']}
-                    for way, (k, s) in torch_s.items()}
-    row['torch']['one process']['threads'] = threads
-  best = lambda ways: max(ways, key=lambda w: ways[w]['seeds_per_min'])  # noqa: E731
-  row['jax_best'] = best(row['jax'])
-  if row['torch']:
-    row['torch_best'] = best(row['torch'])
-    row['step_ratio'] = (row['torch']['one process']['step_s']
-                         / row['jax']['one seed']['step_s'])
-    row['best_ratio'] = (row['jax'][row['jax_best']]['seeds_per_min']
-                         / row['torch'][row['torch_best']]['seeds_per_min'])
-    if row['best_ratio'] < 1 and not quick:  # the evidence for why JAX's step is slower
-      from benchmarks import profile
-      prof = profile.profile(paper, quick)
-      row['profile'] = {'op_ms_per_step': prof['op_ms_per_step'],
-                        'category_share': prof['category_share'],
-                        'op_share': {k: v['share'] for k, v in prof['op_share'].items()}}
+    row['torch'] = {
+        'one process': dict(_way(1, medians[('torch', threads)], steps), threads=threads),
+        'process per core': _way(n, n / sum(1 / statistics.median(p['times']) for p in procs),
+                                 steps)}
+  _verdict(row)
+  if row.get('best_ratio', 1) < 1 and not quick:  # the evidence for why JAX's step is slower
+    from benchmarks import profile
+    prof = profile.profile(paper, quick)
+    row['profile'] = {'op_ms_per_step': prof['op_ms_per_step'],
+                      'category_share': prof['category_share'],
+                      'op_share': {k: v['share'] for k, v in prof['op_share'].items()}}
   return row
 
 
@@ -256,7 +281,11 @@ def main() -> None:
   started = time.time()
   rows = []
   for name in names:
-    rows.append(measure(name, args.quick, args.seeds, repeats, min_s, 1 if args.quick else 3))
+    if name == 'props':  # an RL loop, not one step: benchmarks/rl.py times whole runs
+      from benchmarks import rl
+      rows.append(props_row(rl.measure_props(args.quick, arms=('props',))[0]))
+    else:
+      rows.append(measure(name, args.quick, args.seeds, repeats, min_s, 1 if args.quick else 3))
     print(json.dumps(rows[-1]), flush=True)
   result = {'command': 'python -m benchmarks.throughput ' + ' '.join(sys.argv[1:]),
             'date': datetime.date.today().isoformat(),

@@ -156,3 +156,17 @@ def test_profile_categories_of_xla_cpu_kernels():
       'wrapped_reduce', 'transpose_copy_fusion', 'copy', 'add_maximum_fusion')] == [
       'matmul / conv', 'matmul / conv', 'matmul / conv', 'reduction', 'reduction',
       'layout copy', 'layout copy', 'elementwise / other']
+
+
+def test_props_row_counts_env_steps_as_steps():
+  from benchmarks import throughput
+  rl = {'total_steps': 600, 'vmap_seeds': 3, 'load_avg_1min_start': 0.5, 'shape': 'CartPole',
+        'jax_compile_s': 2.0, 'jax_env_steps_per_s': 100.0, 'torch_env_steps_per_s': 20.0,
+        'torch_threads': 1, 'vmap_status': 'ok', 'vmap_env_steps_per_s': 240.0}
+  row = throughput.props_row(rl)
+  # a seed is 600 env steps: 100 steps/s -> 10 seeds/min; vmapped 240 steps/s of 3 seeds -> 24
+  assert row['jax']['one seed']['seeds_per_min'] == pytest.approx(10.0)
+  assert row['jax']['vmapped']['seeds_per_min'] == pytest.approx(24.0)
+  assert row['torch']['one process']['seeds_per_min'] == pytest.approx(2.0)
+  assert (row['jax_best'], row['torch_best']) == ('vmapped', 'one process')
+  assert row['step_ratio'] == pytest.approx(5.0) and row['best_ratio'] == pytest.approx(12.0)
