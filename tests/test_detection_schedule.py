@@ -64,3 +64,17 @@ def test_choose_steps_takes_the_later_plateau(tmp_path):
   assert per_arm == {'a': 1200, 'b': 1800} and steps == 1800
   table = results.pilot_table(pilot, per_arm, steps, {'a': 'A'}, 0.5)
   assert table['rows'][0][:3] == ['A', 1200, 30.0]
+
+
+def test_pilot_note_flags_a_plateau_only_the_pilots_end_gives(tmp_path):
+  # evaluations at 300..1800: 'a' is flat from 1200 on (the two evaluations after it agree);
+  # 'b' still rises at the end: its plateau step 1800 is the pilot's last evaluation
+  pilot = {'a': [_pilot_run(tmp_path, 'a', [10, 20, 30, 30, 30, 30])],
+           'b': [_pilot_run(tmp_path, 'b', [10, 20, 30, 40, 50, 60])]}
+  _, per_arm = results.choose_steps(pilot, tol=0.5)
+  assert per_arm == {'a': 1200, 'b': 1800}
+  assert results.pilot_note({'a': pilot['a']}, per_arm, {}).startswith('Pilot: every arm')
+  note = results.pilot_note(pilot, per_arm, {'b': 'B'})
+  # the evaluation at 80% of the pilot is its 5th (step 1500, AP 50) -> the last (1800, 60)
+  assert 'NO PLATEAU' in note and 'B (AP 50.0 at step 1500 -> 60.0 at step 1800)' in note
+  assert 'a (' not in note

@@ -168,7 +168,7 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
   ]
   if pilot:
     tables.append(detres.pilot_table(pilot, choice['plateau_steps'], length, ARMS, PLATEAU_TOL))
-  fig, axes = plots.figure(3 if pilot else 2)
+  fig, axes = plots.figure(1, 3 if pilot else 2)  # one panel per row: room for the labels
   plots.bars(axes[0], {SHORT[n]: v for n, v in ap.items()}, ylabel='COCO AP (val)',
              title=f'After {length} steps', floor=floor.value, floor_label='random-class floor')
   x, _ = sweep.curves(next(iter(runs.values())), detres.CURVE)
@@ -198,6 +198,8 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
       'convnet backbone pretrained as a digit classifier, no two-stage detector; see the '
       'README deviations.',
   ]
+  if pilot:
+    notes.insert(3, detres.pilot_note(pilot, choice['plateau_steps'], ARMS))
   if quick:
     notes.append('QUICK MODE: smoke configs, numbers meaningless.')
   return {'claims': claims, 'tables': tables, 'plots': [plot], 'notes': notes}
