@@ -66,15 +66,12 @@ def test_choose_steps_takes_the_later_plateau(tmp_path):
   assert table['rows'][0][:3] == ['A', 1200, 30.0]
 
 
-def test_pilot_note_flags_a_plateau_only_the_pilots_end_gives(tmp_path):
-  # evaluations at 300..1800: 'a' is flat from 1200 on (the two evaluations after it agree);
-  # 'b' still rises at the end: its plateau step 1800 is the pilot's last evaluation
-  pilot = {'a': [_pilot_run(tmp_path, 'a', [10, 20, 30, 30, 30, 30])],
-           'b': [_pilot_run(tmp_path, 'b', [10, 20, 30, 40, 50, 60])]}
-  _, per_arm = results.choose_steps(pilot, tol=0.5)
-  assert per_arm == {'a': 1200, 'b': 1800}
-  assert results.pilot_note({'a': pilot['a']}, per_arm, {}).startswith('Pilot: every arm')
-  note = results.pilot_note(pilot, per_arm, {'b': 'B'})
-  # the evaluation at 80% of the pilot is its 5th (step 1500, AP 50) -> the last (1800, 60)
-  assert 'NO PLATEAU' in note and 'B (AP 50.0 at step 1500 -> 60.0 at step 1800)' in note
+def test_pilot_note_flags_a_pilot_still_rising_over_its_last_fifth(tmp_path):
+  # ten evaluations at 300..3000; the last fifth starts after the 8th (step 2400)
+  flat = [10, 20, 30, 40, 41, 41, 41, 41, 41.3, 41.2]  # rises 0.3 after step 2400
+  noisy_end = [10, 20, 30, 33, 35, 37, 39, 40, 42, 41]  # plateau rule: 2700; still +2 at the end
+  pilot = {'a': [_pilot_run(tmp_path, 'a', flat)], 'b': [_pilot_run(tmp_path, 'b', noisy_end)]}
+  assert results.pilot_note({'a': pilot['a']}, {}, 0.5).startswith('Pilot: every arm rose')
+  note = results.pilot_note(pilot, {'b': 'B'}, 0.5)
+  assert 'NO PLATEAU' in note and 'B (AP 40.0 at step 2400 -> best 42.0 after it)' in note
   assert 'a (' not in note

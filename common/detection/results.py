@@ -106,25 +106,27 @@ def pilot_table(pilot: Mapping[str, Sequence[sweep.Run]], per_arm: Mapping[str, 
       ['pilot arm', 'plateau step', 'best AP', 'AP at step'], rows)
 
 
-def pilot_note(pilot: Mapping[str, Sequence[sweep.Run]], per_arm: Mapping[str, int],
-               labels: Mapping[str, str], window: int = 3) -> str:
-  """Whether the pilot found a plateau: an arm whose plateau step has fewer than `window` - 1
-  evaluations after it only reached the pilot's end (the last point always qualifies), so the
-  main runs are as long as the pilot allowed, not as long as convergence needs."""
-  capped = []
+def pilot_note(pilot: Mapping[str, Sequence[sweep.Run]], labels: Mapping[str, str],
+               tol: float) -> str:
+  """Whether the pilot reached a plateau: an arm whose seed-mean AP still rose by more than
+  `tol` over the pilot's last fifth (its best there minus its value at 80% of the pilot) was
+  cut off by the pilot's length, whatever plateau step noise near the end gave, so the main
+  runs are as long as the pilot allowed, not as long as convergence needs."""
+  rising = []
   for name, rs in pilot.items():
     x, curves = sweep.curves(rs, CURVE)
     curve = np.mean(curves, 0)
-    if list(x).index(per_arm[name]) > len(x) - window:
-      k = len(x) - max(1, len(x) // 5) - 1  # the evaluation at 80% of the pilot
-      capped.append(f'{labels.get(name, name)} (AP {curve[k]:.1f} at step {x[k]} -> '
-                    f'{curve[-1]:.1f} at step {x[-1]})')
-  if not capped:
-    return 'Pilot: every arm reached a plateau before the pilot\'s last evaluations.'
-  return ('Pilot: NO PLATEAU within the pilot\'s length, still rising over its last fifth at '
-          f'constant lr: {"; ".join(capped)}. The main-run length is the pilot\'s end, not a '
-          'converged length; a longer pilot (`PILOT_STEPS` in the config) is what the claims '
-          'need.')
+    k = len(x) - max(1, len(x) // 5) - 1  # the evaluation at 80% of the pilot
+    if curve[k:].max() - curve[k] > tol:
+      rising.append(f'{labels.get(name, name)} (AP {curve[k]:.1f} at step {x[k]} -> best '
+                    f'{curve[k:].max():.1f} after it)')
+  if not rising:
+    return (f'Pilot: every arm rose by at most {tol:g} AP over the pilot\'s last fifth (a '
+            'plateau within its length).')
+  return (f'Pilot: NO PLATEAU within the pilot\'s length; still rising by more than {tol:g} AP '
+          f'over its last fifth at constant lr: {"; ".join(rising)}. The main-run length is '
+          'where the pilot ended, not a converged length; a longer pilot (`PILOT_STEPS` in the '
+          'config) is what the claims need.')
 
 
 def pretraining_note(runs: Sequence[sweep.Run]) -> str:
