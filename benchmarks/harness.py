@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -54,10 +55,10 @@ def matmul_roofline(n: int = 2048, repeats: int = 5) -> float:
   return 2 * n ** 3 / seconds
 
 
-def compile_step(step: Callable, state: Any, batch: Any) -> tuple[Callable[[], None], float,
-                                                                  float]:
+def compile_step(step: Callable, state: Any, batch: Any
+                 ) -> tuple[Callable[[], None], float, float, dict[str, int]]:
   """(`run()`: one blocking call of the compiled `step(state, batch)`, compile seconds, XLA's
-  FLOP count of the step)."""
+  FLOP count of the step, `hlo_counts` of its optimised HLO)."""
   start = time.perf_counter()  # tracing + lowering + XLA compile
   compiled = jax.jit(step).lower(state, batch).compile()
   compile_s = time.perf_counter() - start
@@ -68,13 +69,22 @@ def compile_step(step: Callable, state: Any, batch: Any) -> tuple[Callable[[], N
   def run():  # no donation: the same inputs every call
     jax.block_until_ready(compiled(state, batch))
 
-  return run, compile_s, flops
+  return run, compile_s, flops, hlo_counts(compiled.as_text())
+
+
+def hlo_counts(hlo: str) -> dict[str, int]:
+  """Convolutions (all, and grouped: feature or batch group count > 1), transposes and copies
+  in an optimised HLO module's text."""
+  convs = re.findall(r' convolution\(.*', hlo)
+  grouped = [c for c in convs if re.search(r'(feature|batch)_group_count=([2-9]|\d\d)', c)]
+  return {'convolutions': len(convs), 'grouped_convolutions': len(grouped),
+          'transposes': hlo.count(' transpose('), 'copies': hlo.count(' copy(')}
 
 
 def bench_step(step: Callable, state: Any, batch: Any, repeats: int,
                min_total_s: float = 0.0) -> dict[str, float]:
   """Compile time, median step time and XLA's FLOP count of `step(state, batch)`."""
-  run, compile_s, flops = compile_step(step, state, batch)
+  run, compile_s, flops, _ = compile_step(step, state, batch)
   step_s = median_seconds(run, repeats, min_total_s=min_total_s)
   return {'compile_s': compile_s, 'step_s': step_s, 'flops': flops,
           'flop_per_s': flops / step_s if step_s else 0.0}

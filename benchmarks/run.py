@@ -103,7 +103,7 @@ def measure(name: str, workload: Workload, roofline: float, repeats: int,
   step, state = workload.step_and_state()
   mesh = parallel.make_mesh(1)
   batch = workload.loader(0)
-  run, compile_s, flops = harness.compile_step(step, parallel.replicate(state, mesh),
+  run, compile_s, flops, _ = harness.compile_step(step, parallel.replicate(state, mesh),
                                                parallel.shard_batch(batch, mesh))
   fns: dict[Any, Callable[[], Any]] = {'jax': run}
   torch_steps = None

@@ -16,8 +16,11 @@ times those end to end). With N = the machine's cores, the ways:
 The in-process ways (JAX one seed and vmapped, PyTorch one process) are timed in turns
 (`harness.interleaved_medians`); side-by-side processes start their timed steps together, after
 each has compiled and warmed up. seeds/min = seeds per step / median step s / steps x 60.
-A row also records the 1-minute load average before it, the JAX compile times and, where JAX's
-best way is slower than PyTorch's, the JAX step's op profile (`benchmarks.profile`).
+A row also records the 1-minute load average before it, the JAX compile times, the optimised
+HLO's convolutions (grouped ones: `jax.vmap` of a convolution over seeds with their own weights
+is one convolution with a feature group per seed), transposes and copies per JAX way
+(`harness.hlo_counts`) and, where JAX's best way is slower than PyTorch's, the JAX step's op
+profile (`benchmarks.profile`).
 PROPS is an RL loop, not one step: its row comes from `benchmarks.rl.measure_props` (whole jitted
 runs of its `props` arm, one seed and vmapped, against the PyTorch loop; `props_row`).
 """
@@ -71,11 +74,11 @@ def seed_batches(workload: Workload, n: int) -> dict[str, np.ndarray]:
 
 
 def vmapped_step(workload: Workload, n: int):
-  """(`run()`, compile s) of the step vmapped over `n` seeds in one program."""
+  """(`run()`, compile s, HLO counts) of the step vmapped over `n` seeds in one program."""
   step, state = workload.step_and_state()
-  run, compile_s, _ = harness.compile_step(jax.vmap(step), stacked(state, n),
-                                           seed_batches(workload, n))
-  return run, compile_s
+  run, compile_s, _, hlo = harness.compile_step(jax.vmap(step), stacked(state, n),
+                                                seed_batches(workload, n))
+  return run, compile_s, hlo
 
 
 def per_device(step, mesh: Mesh):
@@ -90,19 +93,20 @@ def per_device(step, mesh: Mesh):
 
 
 def per_device_step(workload: Workload, n: int):
-  """(`run()`, compile s) of `n` seeds on `n` devices, one seed each (`per_device`)."""
+  """(`run()`, compile s, HLO counts) of `n` seeds on `n` devices, one seed each."""
   step, state = workload.step_and_state()
   mesh = Mesh(np.array(jax.devices()[:n]), ('seed',))
   state, batch = jax.device_put((stacked(state, n), seed_batches(workload, n)),
                                 NamedSharding(mesh, P('seed')))
-  run, compile_s, _ = harness.compile_step(per_device(step, mesh), state, batch)
-  return run, compile_s
+  run, compile_s, _, hlo = harness.compile_step(per_device(step, mesh), state, batch)
+  return run, compile_s, hlo
 
 
 def one_seed_step(workload: Workload):
+  """(`run()`, compile s, HLO counts) of the one-seed step."""
   step, state = workload.step_and_state()
-  run, compile_s, _ = harness.compile_step(step, state, workload.loader(0))
-  return run, compile_s
+  run, compile_s, _, hlo = harness.compile_step(step, state, workload.loader(0))
+  return run, compile_s, hlo
 
 
 def _worker(kind: str, paper: str, quick: bool, n: int, repeats: int, min_total_s: float) -> None:
@@ -112,15 +116,15 @@ def _worker(kind: str, paper: str, quick: bool, n: int, repeats: int, min_total_
   if kind == 'torch':
     from benchmarks import torch_steps
     torch_steps.set_threads(1)
-    run, compile_s = workload.torch_step(workload.loader(0)), 0.0
+    run, compile_s, hlo = workload.torch_step(workload.loader(0)), 0.0, {}
   elif kind == 'devices':
-    run, compile_s = per_device_step(workload, n)
+    run, compile_s, hlo = per_device_step(workload, n)
   else:
-    run, compile_s = one_seed_step(workload)
+    run, compile_s, hlo = one_seed_step(workload)
   print('ready', flush=True)
   sys.stdin.readline()
   times = harness.sample_seconds(run, repeats, 1, min_total_s)
-  print(json.dumps({'times': times, 'compile_s': compile_s}), flush=True)
+  print(json.dumps({'times': times, 'compile_s': compile_s, 'hlo': hlo}), flush=True)
 
 
 def _last_line(stderr: str) -> str:
@@ -205,10 +209,12 @@ def measure(paper: str, quick: bool, n: int, repeats: int, min_total_s: float,
   workload = _entries()[paper](quick)
   row['steps_per_seed'] = workload.total_steps
   row['shape'] = workload.note
-  one, row['compile_s'] = one_seed_step(workload)
+  row['hlo'] = {}
+  one, row['compile_s'], row['hlo']['one seed'] = one_seed_step(workload)
   fns = {('jax', 'one seed'): one}
   try:
-    fns[('jax', 'vmapped')], row['compile_s_vmapped'] = vmapped_step(workload, n)
+    fns[('jax', 'vmapped')], row['compile_s_vmapped'], row['hlo']['vmapped'] = vmapped_step(
+        workload, n)
   except Exception as e:  # noqa: BLE001 - a step that cannot be vmapped: say why in the row
     row['vmapped_error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
   torch_fn = None
@@ -229,7 +235,7 @@ def measure(paper: str, quick: bool, n: int, repeats: int, min_total_s: float,
   try:
     dev = side_by_side('devices', paper, quick, 1, n, repeats, min_total_s)[0]
     jax_s['one seed per device'] = (n, statistics.median(dev['times']))
-    row['compile_s_devices'] = dev['compile_s']
+    row['compile_s_devices'], row['hlo']['one seed per device'] = dev['compile_s'], dev['hlo']
   except RuntimeError as e:
     row['devices_error'] = str(e)
   procs = side_by_side('jax', paper, quick, n, n, repeats, min_total_s)

@@ -256,7 +256,25 @@ def throughput_tables(result: dict, all_results: dict[str, dict | None]) -> str:
           + markdown_table(('paper', 'steps per seed', *(f'JAX {w}' for w in jax_ways),
                             *(f'PyTorch {w}' for w in torch_ways), 'JAX best', 'PyTorch best',
                             'JAX best / PyTorch best', 'JAX profile where slower',
-                            'reproduction wall min'), seed_rows))
+                            'reproduction wall min'), seed_rows)
+          + hlo_table(rows, jax_ways))
+
+
+def hlo_table(rows: list[dict], ways: list[str]) -> str:
+  """Convolutions (grouped), transposes and copies of each JAX way's optimised HLO."""
+  def cell(h: dict | None) -> str:
+    if not h:
+      return ''
+    return (f'{h["convolutions"]} ({h["grouped_convolutions"]} grouped) / {h["transposes"]} / '
+            f'{h["copies"]}')
+
+  ways = [w for w in ways if any(w in r.get('hlo', {}) for r in rows)]
+  body = [(r['paper'], *(cell(r['hlo'].get(w)) for w in ways)) for r in rows if r.get('hlo')]
+  if not body:
+    return ''
+  return ('\n\nThe optimised HLO of each JAX way: convolutions (of which grouped) / transposes / '
+          'copies (`benchmarks.harness.hlo_counts`):\n\n'
+          + markdown_table(('paper', *ways), body))
 
 
 def render(root: pathlib.Path = ROOT) -> dict[pathlib.Path, str]:

@@ -138,6 +138,10 @@ def test_quick_throughput_benchmark_times_every_way(tmp_path):
   (row,) = result['rows']
   assert set(row['jax']) == {'one seed', 'vmapped', 'one seed per device', 'process per core'}
   assert set(row['torch']) == {'one process', 'process per core'}
+  assert set(row['hlo']) == {'one seed', 'vmapped', 'one seed per device'}
+  hlo = row['hlo']  # rs2's conv net: vmapping seeds makes every convolution a grouped one
+  assert hlo['one seed']['grouped_convolutions'] == 0 < hlo['one seed']['convolutions']
+  assert hlo['vmapped']['grouped_convolutions'] == hlo['vmapped']['convolutions']
   for way in [*row['jax'].values(), *row['torch'].values()]:  # seeds/min from the step time
     assert way['seeds_per_min'] == pytest.approx(
         60 * way['seeds'] / way['step_s'] / row['steps_per_seed'])
@@ -145,7 +149,7 @@ def test_quick_throughput_benchmark_times_every_way(tmp_path):
                                             / row['torch'][row['torch_best']]['seeds_per_min'])
   from common import report
   text = report.throughput_tables(result, {})
-  assert '| rs2 |' in text and 'JAX one seed per device' in text
+  assert '| rs2 |' in text and 'JAX one seed per device' in text and 'grouped' in text
 
 
 def test_profile_categories_of_xla_cpu_kernels():
@@ -170,3 +174,16 @@ def test_props_row_counts_env_steps_as_steps():
   assert row['torch']['one process']['seeds_per_min'] == pytest.approx(2.0)
   assert (row['jax_best'], row['torch_best']) == ('vmapped', 'one process')
   assert row['step_ratio'] == pytest.approx(5.0) and row['best_ratio'] == pytest.approx(12.0)
+
+
+def test_hlo_counts_by_hand():
+  from benchmarks import harness
+  hlo = '\n'.join([
+      '  %c.1 = f32[8,14,14,2] convolution(%a, %b), window={size=3x3}, dim_labels=b01f_01io->b01f',
+      '  %c.2 = f32[8,14,14,4] convolution(%a, %w), dim_labels=b01f_01io->b01f, '
+      'feature_group_count=2',
+      '  %c.3 = f32[3,3,1,16] convolution(%x, %y), batch_group_count=16',
+      '  %t = f32[2,8] transpose(%z), dimensions={1,0}',
+      '  %k = f32[2,8] copy(%t)'])
+  assert harness.hlo_counts(hlo) == {'convolutions': 3, 'grouped_convolutions': 2,
+                                     'transposes': 1, 'copies': 1}
