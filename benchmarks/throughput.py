@@ -10,7 +10,10 @@ times those end to end). With N = the machine's cores, the ways:
 - JAX, vmapped: N seeds in one program (`jax.vmap` over seed-stacked state and batches);
 - JAX, one seed per device: N seeds, each device of N CPU devices running the one-seed step
   on its own (`jax.shard_map`; `--xla_force_host_platform_device_count=N`, a worker process);
-- JAX, process per core: N one-seed processes side by side (a sweep's `--jobs=N`);
+- JAX, process per core: N one-seed processes side by side (a sweep's `--jobs=N`); each
+  process's XLA:CPU thread pool spans every core, so they contend;
+- JAX, process per core, pinned: the same, process i pinned to core i (`os.sched_setaffinity`
+  before XLA starts its threads);
 - PyTorch, one process: one seed at the faster of N threads and 1;
 - PyTorch, process per core: N one-thread processes side by side.
 The in-process ways (JAX one seed and vmapped, PyTorch one process) are timed in turns
@@ -52,7 +55,8 @@ from common import results
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAPERS = ('parscale', 'edlm', 'redi', 'rs2', 'atss', 'sampling_free', 'unpg', 'props')
-JAX_WAYS = ('one seed', 'vmapped', 'one seed per device', 'process per core')
+JAX_WAYS = ('one seed', 'vmapped', 'one seed per device', 'process per core',
+            'process per core, pinned')
 TORCH_WAYS = ('one process', 'process per core')
 WORKER_TIMEOUT_S = 900.0
 
@@ -109,9 +113,12 @@ def one_seed_step(workload: Workload):
   return run, compile_s, hlo
 
 
-def _worker(kind: str, paper: str, quick: bool, n: int, repeats: int, min_total_s: float) -> None:
-  """Builds one way's step, prints 'ready', waits for a line on stdin, then prints the
-  samples of its timed steps as JSON."""
+def _worker(kind: str, paper: str, quick: bool, n: int, repeats: int, min_total_s: float,
+            core: int) -> None:
+  """Builds one way's step (on core `core` alone when >= 0), prints 'ready', waits for a line
+  on stdin, then prints the samples of its timed steps as JSON."""
+  if core >= 0:
+    os.sched_setaffinity(0, {core})
   workload = _entries()[paper](quick)
   if kind == 'torch':
     from benchmarks import torch_steps
@@ -133,9 +140,9 @@ def _last_line(stderr: str) -> str:
 
 
 def side_by_side(kind: str, paper: str, quick: bool, processes: int, n: int, repeats: int,
-                 min_total_s: float) -> list[dict[str, Any]]:
-  """Starts `processes` workers of `kind`, releases them together once all are ready, and
-  returns each one's samples."""
+                 min_total_s: float, pinned: bool = False) -> list[dict[str, Any]]:
+  """Starts `processes` workers of `kind` (worker i on core i when `pinned`), releases them
+  together once all are ready, and returns each one's samples."""
   env = dict(os.environ)
   if kind == 'devices':
     env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '')
@@ -143,9 +150,11 @@ def side_by_side(kind: str, paper: str, quick: bool, processes: int, n: int, rep
   args = [sys.executable, '-m', 'benchmarks.throughput', f'--worker={kind}', f'--paper={paper}',
           f'--seeds={n}', f'--repeats={repeats}', f'--min-seconds={min_total_s}',
           *(['--quick'] if quick else [])]
-  procs = [subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for _ in range(processes)]
+  cores = sorted(os.sched_getaffinity(0))
+  procs = [subprocess.Popen(args + [f'--core={cores[i % len(cores)] if pinned else -1}'],
+                            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+           for i in range(processes)]
   deadline = time.monotonic() + WORKER_TIMEOUT_S
   try:
     for p in procs:  # a worker that dies or hangs ends the run with its stderr
@@ -238,8 +247,9 @@ def measure(paper: str, quick: bool, n: int, repeats: int, min_total_s: float,
     row['compile_s_devices'], row['hlo']['one seed per device'] = dev['compile_s'], dev['hlo']
   except RuntimeError as e:
     row['devices_error'] = str(e)
-  procs = side_by_side('jax', paper, quick, n, n, repeats, min_total_s)
-  jax_s['process per core'] = (n, n / sum(1 / statistics.median(p['times']) for p in procs))
+  for way, pinned in (('process per core', False), ('process per core, pinned', True)):
+    procs = side_by_side('jax', paper, quick, n, n, repeats, min_total_s, pinned)
+    jax_s[way] = (n, n / sum(1 / statistics.median(p['times']) for p in procs))
   steps = row['steps_per_seed']
   row['jax'] = {way: _way(k, s, steps) for way, (k, s) in jax_s.items()}
   row['torch'] = {}
@@ -271,6 +281,7 @@ def main() -> None:
                       help='timed seconds per way at least (default 3; quick 0)')
   parser.add_argument('--out', default='', help='default: benchmarks/throughput.json (full runs)')
   parser.add_argument('--worker', default='', help=argparse.SUPPRESS)
+  parser.add_argument('--core', type=int, default=-1, help=argparse.SUPPRESS)
   args = parser.parse_args()
   common.add_xla_flags(*common.CPU_XLA_FLAGS)
   if args.quick:
@@ -278,7 +289,7 @@ def main() -> None:
   repeats = args.repeats or (2 if args.quick else 10)
   min_s = args.min_seconds if args.min_seconds >= 0 else (0.0 if args.quick else 3.0)
   if args.worker:
-    _worker(args.worker, args.paper, args.quick, args.seeds, repeats, min_s)
+    _worker(args.worker, args.paper, args.quick, args.seeds, repeats, min_s, args.core)
     return
   names = PAPERS if args.paper == 'all' else tuple(args.paper.split(','))
   if set(names) - set(PAPERS):

@@ -16,8 +16,9 @@ with `config.seed = seeds[0]`, `config.num_seeds = len(seeds)` (the experiment v
 returns `{'per_seed': [metrics of seed 0, ...]}`); `jobs > 1` runs that many runs at once as
 `common.main` processes. An arm with its own `seeds` runs those instead of the sweep's (e.g.
 more seeds for a claim that needs the power). The reproduce command line's default
-(`--jobs=0`) picks the fastest way `benchmarks/seeds.py` measured: on a CPU, one process per
-core (at most `MAX_AUTO_JOBS`) unless the arms vmap their seeds; elsewhere one run at a time.
+(`--jobs=0`) picks the fastest way `benchmarks/seeds.py` and `benchmarks/throughput.py`
+measured: on a CPU, one process per core (at most `MAX_AUTO_JOBS`), each pinned to its own core
+(`core_slots`), unless the arms vmap their seeds; elsewhere one run at a time.
 
 A paper's `reproduce.py` calls `main(...)` with its arms, seeds and an `analyse` function that
 turns the runs into claims (via `common.stats`), tables and plots.
@@ -32,6 +33,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import queue
 import shlex
 import subprocess
 import sys
@@ -204,6 +206,7 @@ def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int
       on_finish()
 
   pool = concurrent.futures.ThreadPoolExecutor(max(jobs, 1)) if jobs > 1 else None
+  cores = core_slots(jobs) if pool else None
   pending: dict[Any, tuple[_Job, str]] = {}
   for job in todo:
     deps = {v.arm for v in job.arm.overrides.values() if isinstance(v, After)}
@@ -222,7 +225,7 @@ def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int
     else:
       os.makedirs(job.workdir, exist_ok=True)
       pending[pool.submit(_subprocess, [*args, f'--watchdog_s={watchdog_s:g}'],
-                          job.workdir)] = (job, cmd)
+                          job.workdir, cores)] = (job, cmd)
   _drain(pending, finish)
   bar.close()
   for runs in out.values():
@@ -239,12 +242,35 @@ _WITH_PARENT = ('import ctypes, os, signal, sys\n'
                 'os.execv(sys.executable, [sys.executable, "-m", "common.main", *sys.argv[2:]])')
 
 
-def _subprocess(args: list[str], workdir: str) -> dict:
+def core_slots(jobs: int) -> queue.Queue | None:
+  """One CPU core per run process, when this process may use at least `jobs` cores (Linux):
+  pinned, each process's XLA:CPU threads stay on its own core instead of contending with the
+  other runs' for all of them (`benchmarks/throughput.json`, 'process per core, pinned')."""
+  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
+  if jobs < 2 or len(cores) < jobs:
+    return None
+  slots: queue.Queue = queue.Queue()
+  for core in cores[:jobs]:
+    slots.put(core)
+  return slots
+
+
+def pin(core: int | None) -> Callable[[], None] | None:
+  """A `preexec_fn` that pins the child process to `core` (None: no pinning)."""
+  return None if core is None else (lambda: os.sched_setaffinity(0, {core}))
+
+
+def _subprocess(args: list[str], workdir: str, cores: queue.Queue | None = None) -> dict:
   launch = (['-c', _WITH_PARENT, str(os.getpid())] if sys.platform == 'linux'
             else ['-m', 'common.main'])
-  with open(os.path.join(workdir, 'log.txt'), 'a') as log:
-    code = subprocess.run([sys.executable, *launch, *args], cwd=ROOT, stdout=log,
-                          stderr=subprocess.STDOUT).returncode
+  core = cores.get() if cores is not None else None  # free: one pool thread per slot
+  try:
+    with open(os.path.join(workdir, 'log.txt'), 'a') as log:
+      code = subprocess.run([sys.executable, *launch, *args], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT, preexec_fn=pin(core)).returncode
+  finally:
+    if core is not None:
+      cores.put(core)
   if code:
     raise RuntimeError(f'run failed (exit {code}); see {workdir}/log.txt')
   return experiment.read_result(workdir)['metrics']

@@ -136,7 +136,8 @@ def test_quick_throughput_benchmark_times_every_way(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   result = json.loads(out.read_text())
   (row,) = result['rows']
-  assert set(row['jax']) == {'one seed', 'vmapped', 'one seed per device', 'process per core'}
+  assert set(row['jax']) == {'one seed', 'vmapped', 'one seed per device', 'process per core',
+                             'process per core, pinned'}
   assert set(row['torch']) == {'one process', 'process per core'}
   assert set(row['hlo']) == {'one seed', 'vmapped', 'one seed per device'}
   hlo = row['hlo']  # rs2's conv net: vmapping seeds makes every convolution a grouped one

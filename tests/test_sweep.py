@@ -182,3 +182,13 @@ def test_pilot_choice_sets_the_main_arms(tmp_path):
   assert sorted(out['runs']) == ['main', 'pilot/lr0.001', 'pilot/lr0.003']
   assert [r['seed'] for r in out['runs']['pilot/lr0.003']] == [0]
   assert [r['seed'] for r in out['runs']['main']] == [0, 1]
+
+
+def test_run_processes_are_pinned_one_per_core():
+  cores = sorted(os.sched_getaffinity(0))
+  assert sweep.core_slots(1) is None and sweep.core_slots(len(cores) + 1) is None
+  slots = sweep.core_slots(len(cores))
+  assert [slots.get() for _ in cores] == cores  # one slot per core, in order
+  out = subprocess.run([sys.executable, '-c', 'import os; print(sorted(os.sched_getaffinity(0)))'],
+                       capture_output=True, text=True, check=True, preexec_fn=sweep.pin(cores[-1]))
+  assert out.stdout.strip() == str([cores[-1]])
