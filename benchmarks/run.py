@@ -104,7 +104,7 @@ def measure(name: str, workload: Workload, roofline: float, repeats: int,
   mesh = parallel.make_mesh(1)
   batch = workload.loader(0)
   run, compile_s, flops, _ = harness.compile_step(step, parallel.replicate(state, mesh),
-                                               parallel.shard_batch(batch, mesh))
+                                                  parallel.shard_batch(batch, mesh))
   fns: dict[Any, Callable[[], Any]] = {'jax': run}
   torch_steps = None
   if workload.torch_step is not None:
