@@ -29,7 +29,7 @@ def test_one_x_and_rounding():
   assert schedule.round_steps(1201) == 1300 and schedule.round_steps(0) == 100
   assert schedule.round_steps(7, 5) == 10
   o = schedule.one_x(1800)
-  assert o == {'train.steps': 1800, 'train.eval_every': 360, 'train.checkpoint_every': 1800,
+  assert o == {'train.steps': 1800, 'train.eval_every': 360, 'train.checkpoint_every': 360,
                'optim.schedule': 'step', 'optim.decay_steps': (1200, 1600)}
   with pytest.raises(ValueError):
     schedule.one_x(1801)

@@ -22,7 +22,7 @@ from common.config import config_args
 from common.detection import schedule
 
 STEPS = 3000  # main-run length without a pilot (papers/atss/reproduce.py sets the pilot's)
-PILOT_STEPS, PILOT_EVALS = 6000, 20
+PILOT_STEPS, PILOT_EVALS = 12000, 20
 PILOT_VAL_SEED = 2_000_003  # the pilot's validation canvases: other canvases than the test's
 # RetinaNet's 9 anchors per location: 3 octave scales x ratios 0.5 / 1 / 2
 ANCHORS9 = dict(aspect_ratios=(0.5, 1.0, 2.0), scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)))
@@ -65,7 +65,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   if 'pilot' in args:
     c.data.val_seed = PILOT_VAL_SEED
     c.train.update(steps=PILOT_STEPS, eval_every=PILOT_STEPS // PILOT_EVALS,
-                   checkpoint_every=PILOT_STEPS)
+                   checkpoint_every=PILOT_STEPS // PILOT_EVALS)
     c.optim.schedule = 'constant'
   if 'smoke' in args:
     c.data.update(num_train=64, num_val=20)

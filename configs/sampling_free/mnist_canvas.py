@@ -24,7 +24,7 @@ from common.config import config_args
 from common.detection import schedule
 
 STEPS = 3000  # main-run length without a pilot (papers/sampling_free/reproduce.py sets it)
-PILOT_STEPS, PILOT_EVALS = 6000, 20
+PILOT_STEPS, PILOT_EVALS = 12000, 20
 PILOT_VAL_SEED = 2_000_003  # the pilot's validation canvases: other canvases than the test's
 # loss, bias ('optimal': the counted prior; 'prior': prior_prob; 'zero'), guided loss scaling,
 # test threshold ('adaptive': prior x (C + 1); 'fixed': fixed_threshold), NMS threshold
@@ -70,7 +70,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   if 'pilot' in args:
     c.data.val_seed = PILOT_VAL_SEED
     c.train.update(steps=PILOT_STEPS, eval_every=PILOT_STEPS // PILOT_EVALS,
-                   checkpoint_every=PILOT_STEPS)
+                   checkpoint_every=PILOT_STEPS // PILOT_EVALS)
     c.optim.schedule = 'constant'
   if 'smoke' in args:
     c.data.update(num_train=64, num_val=20)
