@@ -36,6 +36,7 @@ import json
 import os
 import pathlib
 import platform
+import select
 import statistics
 import subprocess
 import sys
@@ -55,9 +56,6 @@ from common import results
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAPERS = ('parscale', 'edlm', 'redi', 'rs2', 'atss', 'sampling_free', 'unpg', 'props')
-JAX_WAYS = ('one seed', 'vmapped', 'one seed per device', 'process per core',
-            'process per core, pinned')
-TORCH_WAYS = ('one process', 'process per core')
 WORKER_TIMEOUT_S = 900.0
 
 
@@ -155,11 +153,37 @@ def side_by_side(kind: str, paper: str, quick: bool, processes: int, n: int, rep
                             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
            for i in range(processes)]
-  deadline = time.monotonic() + WORKER_TIMEOUT_S
+  return [json.loads(line) for line in
+          release_together(procs, f'{kind} worker for {paper}', WORKER_TIMEOUT_S)]
+
+
+def _ready(p: subprocess.Popen, deadline: float) -> bool:
+  """Reads worker `p`'s stdout (unbuffered, other lines skipped) up to its 'ready' line; False
+  when it closes stdout first or `deadline` (time.monotonic()) passes."""
+  seen = b''
+  while 'ready' not in seen.decode(errors='replace').splitlines():
+    if not select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+      return False
+    chunk = os.read(p.stdout.fileno(), 4096)
+    if not chunk:
+      p.wait(max(1.0, deadline - time.monotonic()))
+      return False
+    seen += chunk
+  return True
+
+
+def release_together(procs: list[subprocess.Popen], what: str, timeout_s: float) -> list[str]:
+  """Waits until every worker printed 'ready', writes 'go' to all, and returns each one's last
+  stdout line; a worker that fails, or does not finish within `timeout_s` of the call, ends the
+  wait with a one-line RuntimeError naming `what`. Every worker is killed on the way out."""
+  deadline = time.monotonic() + timeout_s
+  late = RuntimeError(f'{what} made no progress in {timeout_s:.0f} s '
+                      '(benchmarks.throughput.release_together)')
   try:
-    for p in procs:  # a worker that dies or hangs ends the run with its stderr
-      if p.stdout.readline().strip() != 'ready':
-        raise RuntimeError(f'{kind} worker for {paper} failed: {_last_line(p.stderr.read())}')
+    for p in procs:
+      if not _ready(p, deadline):
+        raise late if p.poll() is None else RuntimeError(
+            f'{what} failed: {_last_line(p.communicate()[1])}')
     for p in procs:
       p.stdin.write('go\n')
       p.stdin.flush()
@@ -167,12 +191,11 @@ def side_by_side(kind: str, paper: str, quick: bool, processes: int, n: int, rep
     for p in procs:
       stdout, stderr = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
       if p.returncode != 0:
-        raise RuntimeError(f'{kind} worker for {paper} failed: {_last_line(stderr)}')
-      out.append(json.loads(stdout.strip().splitlines()[-1]))
+        raise RuntimeError(f'{what} failed: {_last_line(stderr)}')
+      out.append(stdout.strip().splitlines()[-1])
     return out
   except subprocess.TimeoutExpired as e:
-    raise RuntimeError(f'{kind} worker for {paper} made no progress in {WORKER_TIMEOUT_S:.0f} s '
-                       '(benchmarks.throughput.side_by_side)') from e
+    raise late from e
   finally:
     for p in procs:
       p.kill()

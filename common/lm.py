@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 
 from common import config as cfglib
 from common import data, hf, parallel, train
@@ -68,9 +67,7 @@ def load_corpus(data_dir_setting: str = '') -> CharCorpus:
   """Tiny Shakespeare from the data directory, or the generated corpus with a notice."""
   root = data.data_dir(data_dir_setting)
   if root is None:
-    logging.warning('no data directory (set $%s): using a generated corpus', data.sources.ENV_VAR)
-    print(f'notice: no data directory (set ${data.sources.ENV_VAR}); '
-          'training on a generated corpus')
+    data.stand_in_notice('a generated corpus')
     text = synthetic_text()
   else:
     text = data.load_char_corpus(root)

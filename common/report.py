@@ -220,9 +220,8 @@ def seeds_table(result: dict) -> str:
 def throughput_tables(result: dict, all_results: dict[str, dict | None]) -> str:
   """`benchmarks/throughput.json`: the per-step table, then seeds per minute per way."""
   rows = result['rows']
-  jax_ways = [w for w in ('one seed', 'vmapped', 'one seed per device', 'process per core',
-                          'process per core, pinned') if any(w in r['jax'] for r in rows)]
-  torch_ways = ('one process', 'process per core')
+  jax_ways = list(dict.fromkeys(w for r in rows for w in r['jax']))  # in measurement order
+  torch_ways = list(dict.fromkeys(w for r in rows for w in r['torch']))
 
   def spm(ways: dict, way: str) -> str:
     return f'{ways[way]["seeds_per_min"]:.3g}' if way in ways else ''

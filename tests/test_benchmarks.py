@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -151,6 +152,29 @@ def test_quick_throughput_benchmark_times_every_way(tmp_path):
   from common import report
   text = report.throughput_tables(result, {})
   assert '| rs2 |' in text and 'JAX one seed per device' in text and 'grouped' in text
+
+
+def test_workers_released_together_or_ended_with_one_line():
+  from benchmarks.throughput import release_together
+
+  def workers(*codes):
+    return [subprocess.Popen([sys.executable, '-c', c], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for c in codes]
+
+  echo = "print('ready', flush=True); print(input() + ' {}', flush=True)"
+  chatty = "print('notice: a line before ready'); " + echo.format(2)
+  assert release_together(workers(echo.format(1), chatty), 'w', 30) == ['go 1', 'go 2']
+  with pytest.raises(RuntimeError, match='^w failed: ValueError: boom$'):
+    release_together(workers(echo.format(1), "raise ValueError('boom')"), 'w', 30)
+  hung = workers(echo.format(1), 'import time; time.sleep(60)')  # never ready
+  t = time.monotonic()
+  with pytest.raises(RuntimeError, match=r'^w made no progress in 2 s'):
+    release_together(hung, 'w', 2)
+  assert time.monotonic() - t < 10 and all(p.wait(5) is not None for p in hung)  # killed
+  stuck = workers("print('ready', flush=True); input(); import time; time.sleep(60)")
+  with pytest.raises(RuntimeError, match='made no progress'):  # hangs after 'go'
+    release_together(stuck, 'w', 2)
 
 
 def test_profile_categories_of_xla_cpu_kernels():

@@ -21,6 +21,7 @@ from common.data.sources import (
                                load_mnist,
                                load_omniglot,
                                read_idx,
+                               stand_in_notice,
 )
 from common.data.subsets import (
                                SubsetBatchStream,
@@ -30,7 +31,7 @@ from common.data.subsets import (
 )
 
 __all__ = ['DataError', 'batch_indices', 'data_dir', 'load_char_corpus', 'load_mnist',
-           'load_omniglot', 'read_idx', 'take']
+           'load_omniglot', 'read_idx', 'stand_in_notice', 'take']
 __all__ += ['CocoDetection', 'ImageFolder', 'eos_id', 'join_documents', 'load_image_folder',
             'pack_documents', 'read_table', 'read_texts', 'token_stream', 'token_windows']
 __all__ += ['SubsetBatchStream', 'batch_sampler', 'static_subset_indices',

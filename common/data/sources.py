@@ -11,6 +11,7 @@ import os
 import pathlib
 import re
 import struct
+import sys
 import zipfile
 
 import numpy as np
@@ -35,6 +36,12 @@ def data_dir(override: str = '') -> pathlib.Path | None:
     raise DataError(f'{source}={path} is not a directory: point it at the data folder '
                     '(e.g. ../shared/data) or unset it')
   return p
+
+
+
+def stand_in_notice(what: str) -> None:
+  """Says on stderr (stdout stays the program's output) that `what` stands in for the data."""
+  print(f'notice: no data directory (set ${ENV_VAR}); using {what}', file=sys.stderr)
 
 
 def _require(path: pathlib.Path) -> pathlib.Path:

@@ -90,7 +90,7 @@ def load_digits(data_dir_setting: str = '', split: str = 'train'):
   """MNIST test digits (first 5000 for 'train', last 5000 for 'val'), or None without data."""
   root = datalib.data_dir(data_dir_setting)
   if root is None:
-    print(f'notice: no data directory (set ${datalib.sources.ENV_VAR}); using procedural shapes')
+    datalib.stand_in_notice('procedural shapes')
     return None
   images, labels = datalib.load_mnist(root, 't10k')
   part = slice(0, 5000) if split == 'train' else slice(5000, 10000)

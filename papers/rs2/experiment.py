@@ -85,7 +85,7 @@ def load_split(data_dir: str = '', num_train: int = 8000, num_test: int = 2000
   split by a fixed permutation (seed 0) into train / test; synthetic digits without data."""
   root = data.data_dir(data_dir)
   if root is None:
-    print(f'notice: no data directory (set ${data.sources.ENV_VAR}); using synthetic digits')
+    data.stand_in_notice('synthetic digits')
     images, labels = synthetic_digits(num_train + num_test)
   else:
     images, labels = _mnist(str(root))

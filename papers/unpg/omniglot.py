@@ -181,7 +181,7 @@ def load_data(config: ml_collections.ConfigDict):
   root = data.data_dir(config.data.data_dir)
   size = config.data.image_size
   if root is None:
-    print(f'notice: no data directory (set ${data.sources.ENV_VAR}); using synthetic images')
+    data.stand_in_notice('synthetic images')
     train = (*synthetic_split(136, 20, size, 0), SYNTHETIC_TRAIN_NAMES)
     test = (*synthetic_split(156, 20, size, 1), SYNTHETIC_TEST_NAMES)
   else:
