@@ -52,8 +52,7 @@ def read_metrics(workdir: str) -> list[dict]:
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in _complete_lines(path)]
 
 
 PERF_PREFIX = 'perf/'  # wall-clock measurements (throughput): the only keys a rerun changes
@@ -69,12 +68,18 @@ def _py(value):
   return float(value) if value.dtype.kind == 'f' else value.item()
 
 
+def _complete_lines(path: str) -> list[str]:
+  """The file's records: a last line without its newline is a write still in progress or cut
+  off by a kill, and is left out."""
+  with open(path) as f:
+    return [line for line in f if line.endswith('\n') and line.strip()]
+
+
 def _truncate_after(path: str, step: int) -> None:
   """Keeps the records with step <= `step` (all of a fresh run's file is dropped)."""
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
+  lines = _complete_lines(path)
   kept = [line for line in lines if json.loads(line)['step'] <= step] if step else []
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:

@@ -16,7 +16,7 @@ import pytest
 
 from common import parallel, train
 from common.checkpoint import CheckpointWriteError
-from common.metrics import read_metrics, without_perf
+from common.metrics import MetricWriter, read_metrics, without_perf
 from tests.test_foundation_train import smoke_config
 from tests.testutil import ROOT, latest_state, run_main, xla_flags
 
@@ -219,3 +219,13 @@ def test_sigterm_to_one_of_two_processes_saves_both_at_one_step(tmp_path):
       p.kill()
   assert [r['step'] for r in read_metrics(tmp_path) if 'train/loss' in r] == list(range(1, 201))
   assert (tmp_path / 'result.json').exists()
+
+
+def test_metrics_file_cut_mid_line_reads_and_resumes(tmp_path):
+  """A kill (or a reader racing the writer) can leave the last record half written: readers
+  skip it and a resume keeps the complete records up to its step."""
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 1, "a": 1.0}\n{"step": 2, "a": 2.0}\n{"step": 3, "a"')
+  assert read_metrics(str(tmp_path)) == [{'step': 1, 'a': 1.0}, {'step': 2, 'a': 2.0}]
+  MetricWriter(str(tmp_path), resume_step=2, enabled=True).close()
+  assert path.read_text() == '{"step": 1, "a": 1.0}\n{"step": 2, "a": 2.0}\n'
