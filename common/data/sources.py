@@ -38,7 +38,6 @@ def data_dir(override: str = '') -> pathlib.Path | None:
   return p
 
 
-
 def stand_in_notice(what: str) -> None:
   """Says on stderr (stdout stays the program's output) that `what` stands in for the data."""
   print(f'notice: no data directory (set ${ENV_VAR}); using {what}', file=sys.stderr)
