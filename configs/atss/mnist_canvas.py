@@ -22,7 +22,7 @@ from common.config import config_args
 from common.detection import schedule
 
 STEPS = 3000  # main-run length without a pilot (papers/atss/reproduce.py sets the pilot's)
-PILOT_STEPS, PILOT_EVALS = 12000, 20
+PILOT_STEPS, PILOT_EVALS = 24000, 40
 PILOT_VAL_SEED = 2_000_003  # the pilot's validation canvases: other canvases than the test's
 # RetinaNet's 9 anchors per location: 3 octave scales x ratios 0.5 / 1 / 2
 ANCHORS9 = dict(aspect_ratios=(0.5, 1.0, 2.0), scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)))

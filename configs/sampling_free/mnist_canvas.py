@@ -24,7 +24,7 @@ from common.config import config_args
 from common.detection import schedule
 
 STEPS = 3000  # main-run length without a pilot (papers/sampling_free/reproduce.py sets it)
-PILOT_STEPS, PILOT_EVALS = 12000, 20
+PILOT_STEPS, PILOT_EVALS = 24000, 40
 PILOT_VAL_SEED = 2_000_003  # the pilot's validation canvases: other canvases than the test's
 # loss, bias ('optimal': the counted prior; 'prior': prior_prob; 'zero'), guided loss scaling,
 # test threshold ('adaptive': prior x (C + 1); 'fixed': fixed_threshold), NMS threshold
