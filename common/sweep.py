@@ -37,6 +37,7 @@ import queue
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -348,14 +349,9 @@ def main(paper: str, title: str, arms: Callable[..., Sequence[Arm]],
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   watchdog.start(args.watchdog_s)
   started = time.time()
-  clock = Clock(args.workdir)
-  try:
+  with Clock(args.workdir) as clock:  # an interrupted invocation's time counts too
     runs, pilot_runs, analysis = _sweeps(paper, arms, analyse, args, pilot, clock.tick)
-  except BaseException:
-    clock.tick()  # an interrupted invocation's time counts
-    raise
-  wall = time.time() - started
-  total = clock.tick()
+  wall, total = time.time() - started, clock.total
   every = runs | {f'pilot/{name}': rs for name, rs in pilot_runs.items()}
   out = results.write_results(
       args.out / 'results.json', paper=paper, title=title, seeds=args.seeds, wall_time_s=total,
@@ -403,20 +399,34 @@ def _sweeps(paper: str, arms: Callable[..., Sequence[Arm]], analyse: Callable[..
 class Clock:
   """The wall time spent on a workdir over every invocation (`<workdir>/wall_time.json`), so a
   resumed reproduction reports the time of all its parts. `tick()` adds the time since the last
-  tick and returns the total; the sweep ticks after every run, so a process killed with -9
-  loses at most the time since its last finished run."""
+  tick and returns the total; inside `with`, it also ticks every `every_s` seconds and on exit,
+  so a process killed with -9 loses at most that long."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, every_s: float = 60.0):
     self.path = pathlib.Path(workdir) / 'wall_time.json'
     self.total = json.loads(self.path.read_text())['seconds'] if self.path.exists() else 0.0
-    self.mark = time.time()
+    self.mark, self.every_s = time.time(), every_s
+    self._lock, self._done = threading.Lock(), threading.Event()
 
   def tick(self) -> float:
-    now = time.time()
-    self.total, self.mark = self.total + now - self.mark, now
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    results.write_json(self.path, {'seconds': self.total})
-    return self.total
+    with self._lock:
+      now = time.time()
+      self.total, self.mark = self.total + now - self.mark, now
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+      results.write_json(self.path, {'seconds': self.total})
+      return self.total
+
+  def __enter__(self) -> Clock:
+    threading.Thread(target=self._every, daemon=True, name='sweep-clock').start()
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    self._done.set()
+    self.tick()
+
+  def _every(self) -> None:
+    while not self._done.wait(self.every_s):
+      self.tick()
 
 
 def _scalars(metrics: dict) -> dict:

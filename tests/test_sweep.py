@@ -138,6 +138,14 @@ def test_clock_adds_the_time_of_every_invocation(tmp_path, monkeypatch):
   assert json.loads((tmp_path / 'w' / 'wall_time.json').read_text()) == {'seconds': 10}
 
 
+def test_clock_ticks_while_runs_are_in_flight(tmp_path):
+  path = tmp_path / 'w' / 'wall_time.json'
+  with sweep.Clock(str(tmp_path / 'w'), every_s=0.02) as clock:
+    time.sleep(0.3)  # no run finishes, yet a kill -9 here keeps most of this time
+    assert json.loads(path.read_text())['seconds'] > 0.1
+  assert json.loads(path.read_text())['seconds'] == clock.total >= 0.3
+
+
 def test_spec_joins_the_config_arguments_and_smoke_last():
   assert sweep.spec('configs/a.py') == 'configs/a.py'
   assert sweep.spec('configs/a.py', '', 'x,y') == 'configs/a.py:x,y'
