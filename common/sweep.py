@@ -179,11 +179,9 @@ def auto_jobs(arms: Sequence[Arm], quick: bool) -> int:
 
 
 def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int = 1,
-              desc: str = 'sweep', watchdog_s: float = 1800,
-              on_finish: Callable[[], Any] | None = None) -> dict[str, list[Run]]:
+              desc: str = 'sweep', watchdog_s: float = 1800) -> dict[str, list[Run]]:
   """Runs every arm x seed (finished runs skipped); returns {arm: [Run per seed, seed order]}.
-  With `jobs > 1` each run is a `common.main` process with its own `--watchdog_s`.
-  `on_finish()` is called after each run."""
+  With `jobs > 1` each run is a `common.main` process with its own `--watchdog_s`."""
   names = [a.name for a in arms]
   if len(set(names)) != len(names):
     raise ValueError(f'arm names repeat: {names}')
@@ -203,8 +201,6 @@ def run_sweep(arms: Sequence[Arm], seeds: Sequence[int], root: str, *, jobs: int
     out[job.arm.name].extend(_split(job, metrics, cmd))
     bar.update(1)
     tqdm.tqdm.write(f'[{desc}] {job.arm.name} seeds {job.seeds}: {state}')
-    if on_finish is not None:
-      on_finish()
 
   pool = concurrent.futures.ThreadPoolExecutor(max(jobs, 1)) if jobs > 1 else None
   cores = core_slots(jobs) if pool else None
@@ -350,7 +346,7 @@ def main(paper: str, title: str, arms: Callable[..., Sequence[Arm]],
   watchdog.start(args.watchdog_s)
   started = time.time()
   with Clock(args.workdir) as clock:  # an interrupted invocation's time counts too
-    runs, pilot_runs, analysis = _sweeps(paper, arms, analyse, args, pilot, clock.tick)
+    runs, pilot_runs, analysis = _sweeps(paper, arms, analyse, args, pilot)
   wall, total = time.time() - started, clock.total
   every = runs | {f'pilot/{name}': rs for name, rs in pilot_runs.items()}
   out = results.write_results(
@@ -363,7 +359,7 @@ def main(paper: str, title: str, arms: Callable[..., Sequence[Arm]],
 
 
 def _sweeps(paper: str, arms: Callable[..., Sequence[Arm]], analyse: Callable[..., dict],
-            args: argparse.Namespace, pilot: Pilot | None, on_finish: Callable[[], Any]
+            args: argparse.Namespace, pilot: Pilot | None
             ) -> tuple[dict[str, list[Run]], dict[str, list[Run]], dict]:
   """The pilot (if any), the main sweep and the analysis of one `main` invocation."""
   pilot_runs: dict[str, list[Run]] = {}
@@ -375,8 +371,7 @@ def _sweeps(paper: str, arms: Callable[..., Sequence[Arm]], analyse: Callable[..
     root = pathlib.Path(args.workdir) / 'pilot'
     pilot_runs = run_sweep(pilot_arms, pilot_seeds, str(root),
                            jobs=args.jobs or auto_jobs(pilot_arms, args.quick),
-                           desc=f'{paper} pilot', watchdog_s=args.watchdog_s,
-                           on_finish=on_finish)
+                           desc=f'{paper} pilot', watchdog_s=args.watchdog_s)
     choice = pilot.choose(pilot_runs, args.quick)
     results.write_json(root / 'choice.json', choice)
     chosen = list(arms(args.quick, choice))
@@ -389,7 +384,7 @@ def _sweeps(paper: str, arms: Callable[..., Sequence[Arm]], analyse: Callable[..
     chosen = [a for a in chosen if a.name in wanted]
   jobs = args.jobs or auto_jobs(chosen, args.quick)
   runs = run_sweep(chosen, args.seeds, args.workdir, jobs=jobs, desc=paper,
-                   watchdog_s=args.watchdog_s, on_finish=on_finish)
+                   watchdog_s=args.watchdog_s)
   args.out.mkdir(parents=True, exist_ok=True)
   analysis = analyse(runs, quick=args.quick, out=args.out,
                      **({'pilot': pilot_runs, 'choice': choice} if pilot else {}))
