@@ -70,9 +70,10 @@ def _py(value):
 
 def _complete_lines(path: str) -> list[str]:
   """The file's records: a last line without its newline is a write still in progress or cut
-  off by a kill, and is left out."""
+  off by a kill, and is left out. One read, so a line appended while reading is never split."""
   with open(path) as f:
-    return [line for line in f if line.endswith('\n') and line.strip()]
+    text = f.read()
+  return [line + '\n' for line in text[:text.rfind('\n') + 1].split('\n') if line.strip()]
 
 
 def _truncate_after(path: str, step: int) -> None:
