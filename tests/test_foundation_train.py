@@ -141,3 +141,11 @@ def test_nonfinite_loss_halts_and_keeps_last_good_checkpoint(tmp_path):
     train.fit(config, str(tmp_path), mesh=mesh, params={'w': jnp.ones(2)}, loss_fn=loss_fn,
               train_batch=lambda step: {'x': np.full((8,), step)})
   assert latest_state(tmp_path)[1] == 2
+
+
+def test_read_metrics_leaves_out_a_line_still_being_written(tmp_path):
+  (tmp_path / 'metrics.jsonl').write_text('{"step": 1, "x": 0.5}\n\n{"step": 2, "x": 0.2')
+  assert read_metrics(str(tmp_path)) == [{'step': 1, 'x': 0.5}]
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:
+    f.write('5}\n')
+  assert read_metrics(str(tmp_path))[-1] == {'step': 2, 'x': 0.25}
