@@ -71,7 +71,8 @@ def test_pilot_note_flags_a_pilot_still_rising_over_its_last_fifth(tmp_path):
   flat = [10, 20, 30, 40, 41, 41, 41, 41, 41.3, 41.2]  # rises 0.3 after step 2400
   noisy_end = [10, 20, 30, 33, 35, 37, 39, 40, 42, 41]  # plateau rule: 2700; still +2 at the end
   pilot = {'a': [_pilot_run(tmp_path, 'a', flat)], 'b': [_pilot_run(tmp_path, 'b', noisy_end)]}
-  assert results.pilot_note({'a': pilot['a']}, {}, 0.5).startswith('Pilot: every arm rose')
-  note = results.pilot_note(pilot, {'b': 'B'}, 0.5)
-  assert 'NO PLATEAU' in note and 'B (AP 40.0 at step 2400 -> best 42.0 after it)' in note
+  assert results.pilot_note({'a': pilot['a']}, {}, 0.5, 2700).startswith('Pilot: every arm rose')
+  note = results.pilot_note(pilot, {'b': 'B'}, 0.5, 2700)
+  assert 'NO PLATEAU' in note and "the pilot's 3000 steps" in note and 'train 2700 steps' in note
+  assert 'B (AP 40.0 at step 2400 -> best 42.0 after it)' in note
   assert 'a (' not in note

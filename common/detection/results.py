@@ -107,11 +107,11 @@ def pilot_table(pilot: Mapping[str, Sequence[sweep.Run]], per_arm: Mapping[str, 
 
 
 def pilot_note(pilot: Mapping[str, Sequence[sweep.Run]], labels: Mapping[str, str],
-               tol: float) -> str:
+               tol: float, steps: int) -> str:
   """Whether the pilot reached a plateau: an arm whose seed-mean AP still rose by more than
   `tol` over the pilot's last fifth (its best there minus its value at 80% of the pilot) was
   cut off by the pilot's length, whatever plateau step noise near the end gave, so the main
-  runs are as long as the pilot allowed: a fixed budget, not a converged length."""
+  runs' length `steps` is a fixed budget, not a converged length."""
   rising = []
   for name, rs in pilot.items():
     x, curves = sweep.curves(rs, CURVE)
@@ -123,11 +123,13 @@ def pilot_note(pilot: Mapping[str, Sequence[sweep.Run]], labels: Mapping[str, st
   if not rising:
     return (f'Pilot: every arm rose by at most {tol:g} AP over the pilot\'s last fifth (a '
             'plateau within its length).')
-  return (f'Pilot: NO PLATEAU within the pilot\'s length; still rising by more than {tol:g} AP '
-          f'over its last fifth at constant lr: {"; ".join(rising)}. The main runs are as long as '
-          'the pilot: the claims compare the arms at that fixed budget (the paper compares them '
-          'at the 1x schedule), each arm judged only if its own decayed-lr curve is flat; longer '
-          'training (`PILOT_STEPS` in the config) may still raise every arm.')
+  return (f'Pilot: NO PLATEAU within the pilot\'s {x[-1]} steps; still rising by more than '
+          f'{tol:g} AP over its last fifth at constant lr: {"; ".join(rising)}. The main runs '
+          f'train {steps} steps (the latest plateau step of the running-mean rule, which noise '
+          'near the pilot\'s end sets): the claims compare the arms at that fixed budget (the '
+          'paper compares them at the 1x schedule), each arm judged only if its own decayed-lr '
+          'curve is flat; longer training (`PILOT_STEPS` in the config) may still raise every '
+          'arm.')
 
 
 def pretraining_note(runs: Sequence[sweep.Run]) -> str:

@@ -204,7 +204,7 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
       'deviations.',
   ]
   if pilot:
-    notes.insert(3, detres.pilot_note(pilot, LABELS, PLATEAU_TOL))
+    notes.insert(3, detres.pilot_note(pilot, LABELS, PLATEAU_TOL, length))
   if quick:
     notes.append('QUICK MODE: smoke configs, numbers meaningless.')
   return {'claims': claims, 'tables': tables, 'plots': [plot], 'notes': notes}

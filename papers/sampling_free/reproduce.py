@@ -199,7 +199,7 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
       'README deviations.',
   ]
   if pilot:
-    notes.insert(3, detres.pilot_note(pilot, ARMS, PLATEAU_TOL))
+    notes.insert(3, detres.pilot_note(pilot, ARMS, PLATEAU_TOL, length))
   if quick:
     notes.append('QUICK MODE: smoke configs, numbers meaningless.')
   return {'claims': claims, 'tables': tables, 'plots': [plot], 'notes': notes}
