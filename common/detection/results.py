@@ -132,6 +132,31 @@ def pilot_note(pilot: Mapping[str, Sequence[sweep.Run]], labels: Mapping[str, st
           'arm.')
 
 
+def convergence_note(tol: float) -> str:
+  """One note: the rule that calls a main arm's AP curve flat, and the lr schedule's shape."""
+  return (f'Convergence: an arm counts as flat when its seed-mean AP rose by at most {tol:g} AP '
+          'over the last 20% of its evaluations (every fifth of training); the lr steps down '
+          'x0.1 at 2/3 and 8/9 of training (the 1x schedule\'s shape).')
+
+
+def figure(path, ap: Mapping[str, Sequence[float]], runs: Mapping[str, Sequence[sweep.Run]],
+           pilot: Mapping[str, Sequence[sweep.Run]], labels: Mapping[str, str], floor: float,
+           steps: int) -> str:
+  """The results plot, one panel per row: the final AP per seed of every entry of `ap` (bars,
+  the random-class floor dashed), the main runs' AP curves and, with a pilot, its curves."""
+  fig, axes = plots.figure(1, 3 if pilot else 2)
+  plots.bars(axes[0], {labels[n]: v for n, v in ap.items()}, ylabel='COCO AP (val)',
+             title=f'After {steps} steps', floor=floor, floor_label='random-class floor')
+  panels = [(runs, 'COCO AP (val)', 'AP during training', floor)]
+  if pilot:
+    panels.append((pilot, 'COCO AP (pilot val)', 'Pilot, constant lr', None))
+  for ax, (arms, ylabel, title, line) in zip(axes[1:], panels, strict=True):
+    x, _ = sweep.curves(next(iter(arms.values())), CURVE)
+    plots.curves(ax, x, {labels[n]: sweep.curves(rs, CURVE)[1] for n, rs in arms.items()},
+                 ylabel=ylabel, title=title, floor=line)
+  return plots.save(fig, path, len(next(iter(runs.values()))))
+
+
 def pretraining_note(runs: Sequence[sweep.Run]) -> str:
   """One note: the pretrained backbones' digit accuracy on the validation digits, per seed."""
   acc = ', '.join(f'{100 * r.metrics["accuracy"]:.1f}%' for r in runs)

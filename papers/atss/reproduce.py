@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import pathlib
 
-from common import plots, stats, sweep
 from common import results as res
+from common import stats, sweep
 from common.detection import evaluation, floors, schedule
 from common.detection import results as detres
 from papers.atss import experiment
@@ -173,28 +173,14 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
   ]
   if pilot:
     tables.append(detres.pilot_table(pilot, choice['plateau_steps'], length, LABELS, PLATEAU_TOL))
-  fig, axes = plots.figure(1, 3 if pilot else 2)  # one panel per row: room for the labels
-  plots.bars(axes[0], {LABELS[n]: ap[n] for n in runs}, ylabel='COCO AP (val)',
-             title=f'After {length} steps', floor=floor.value, floor_label='random-class floor')
-  x, _ = sweep.curves(next(iter(runs.values())), detres.CURVE)
-  plots.curves(axes[1], x, {LABELS[n]: sweep.curves(rs, detres.CURVE)[1]
-                            for n, rs in runs.items()},
-               ylabel='COCO AP (val)', title='AP during training', floor=floor.value)
-  if pilot:
-    px, _ = sweep.curves(next(iter(pilot.values())), detres.CURVE)
-    plots.curves(axes[2], px, {LABELS[n]: sweep.curves(rs, detres.CURVE)[1]
-                               for n, rs in pilot.items()},
-                 ylabel='COCO AP (pilot val)', title='Pilot, constant lr')
-  plot = plots.save(fig, out / 'atss.png', n_seeds)
+  plot = detres.figure(out / 'atss.png', ap, runs, pilot, LABELS, floor.value, length)
   t = config.train
   notes = [
       f'Floor: COCO AP of the validation gt boxes detected with a uniformly random class and '
       f'score (mean of 5 draws); an AP claim is tested only when both arms beat it by '
       f'{FLOOR_MARGIN:g} AP. The every-class row (each gt box once per class, one score) is '
       'perfect localisation without class knowledge, for scale.',
-      f'Convergence: an arm counts as flat when its seed-mean AP rose by at most '
-      f'{CONVERGENCE_TOL:g} AP over the last 20% of its evaluations (every fifth of training); '
-      'the lr steps down x0.1 at 2/3 and 8/9 of training (the 1x schedule\'s shape).',
+      detres.convergence_note(CONVERGENCE_TOL),
       detres.acceptance(runs, conv, LABELS),
       detres.pretraining_note(pretrained),
       f'Scale: 64x64 canvases of 1-4 MNIST digits, {config.data.num_train} training / '

@@ -28,8 +28,8 @@ import pathlib
 
 import numpy as np
 
-from common import plots, stats, sweep
 from common import results as res
+from common import stats, sweep
 from common.detection import evaluation, floors, schedule
 from common.detection import results as detres
 
@@ -168,28 +168,14 @@ def analyse(runs: dict[str, list[sweep.Run]], quick: bool, out: pathlib.Path,
   ]
   if pilot:
     tables.append(detres.pilot_table(pilot, choice['plateau_steps'], length, ARMS, PLATEAU_TOL))
-  fig, axes = plots.figure(1, 3 if pilot else 2)  # one panel per row: room for the labels
-  plots.bars(axes[0], {SHORT[n]: v for n, v in ap.items()}, ylabel='COCO AP (val)',
-             title=f'After {length} steps', floor=floor.value, floor_label='random-class floor')
-  x, _ = sweep.curves(next(iter(runs.values())), detres.CURVE)
-  plots.curves(axes[1], x, {SHORT[n]: sweep.curves(rs, detres.CURVE)[1]
-                            for n, rs in runs.items()},
-               ylabel='COCO AP (val)', title='AP during training', floor=floor.value)
-  if pilot:
-    px, _ = sweep.curves(next(iter(pilot.values())), detres.CURVE)
-    plots.curves(axes[2], px, {SHORT[n]: sweep.curves(rs, detres.CURVE)[1]
-                               for n, rs in pilot.items()},
-                 ylabel='COCO AP (pilot val)', title='Pilot, constant lr')
-  plot = plots.save(fig, out / 'sampling_free.png', n_seeds)
+  plot = detres.figure(out / 'sampling_free.png', ap, runs, pilot, SHORT, floor.value, length)
   notes = [
       f'Floor: COCO AP of the validation gt boxes detected with a uniformly random class and '
       f'score (mean of 5 draws); an AP claim is tested only when its arms beat it by '
       f'{FLOOR_MARGIN:g} AP (the plain-BCE arm is exempt: the collapse claim asks for AP below '
       'the floor). The every-class row (each gt box once per class, one score) is perfect '
       'localisation without class knowledge, for scale.',
-      f'Convergence: an arm counts as flat when its seed-mean AP rose by at most '
-      f'{CONVERGENCE_TOL:g} AP over the last 20% of its evaluations (every fifth of training); '
-      'the lr steps down x0.1 at 2/3 and 8/9 of training (the 1x schedule\'s shape).',
+      detres.convergence_note(CONVERGENCE_TOL),
       detres.acceptance(runs, conv, ARMS),
       detres.pretraining_note(pretrained),
       f'Scale: 64x64 canvases of 1-4 MNIST digits, {config.data.num_train} training / '
