@@ -33,6 +33,11 @@ def test_one_x_and_rounding():
                'optim.schedule': 'step', 'optim.decay_steps': (1200, 1600)}
   with pytest.raises(ValueError):
     schedule.one_x(1801)
+  assert schedule.constant(24000, 40) == {'train.steps': 24000, 'train.eval_every': 600,
+                                          'train.checkpoint_every': 600,
+                                          'optim.schedule': 'constant'}
+  with pytest.raises(ValueError):
+    schedule.constant(1000, 3)
   config = sweep.load_config('configs/atss/mnist_canvas.py', o)
   lr = train.make_schedule(config.optim, config.train.steps)
   warm = config.optim.warmup_steps

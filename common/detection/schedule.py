@@ -1,6 +1,6 @@
-"""How long a detector trains: a pilot at constant lr finds the step where validation AP stops
-rising (`plateau_step`); the main runs train that long with the shape of the COCO 1x schedule
-(`one_x`: lr x0.1 at 2/3 and 8/9 of training, as 60k and 80k of 90k steps).
+"""How long a detector trains: a pilot at constant lr (`constant`) finds the step where
+validation AP stops rising (`plateau_step`); the main runs train that long with the shape of the
+COCO 1x schedule (`one_x`: lr x0.1 at 2/3 and 8/9 of training, as 60k and 80k of 90k steps).
 """
 
 from __future__ import annotations
@@ -46,3 +46,12 @@ def one_x(steps: int, evals: int = MAIN_EVALS) -> dict[str, Any]:
   return {'train.steps': steps, 'train.eval_every': steps // evals,
           'train.checkpoint_every': steps // evals, 'optim.schedule': 'step',
           'optim.decay_steps': (round(steps * 2 / 3), round(steps * 8 / 9))}
+
+
+def constant(steps: int, evals: int) -> dict[str, Any]:
+  """Config overrides of a pilot run: `steps` steps at constant lr, evaluated (and
+  checkpointed) `evals` times."""
+  if steps % evals:
+    raise ValueError(f'{steps} steps do not split into {evals} evaluations')
+  return {'train.steps': steps, 'train.eval_every': steps // evals,
+          'train.checkpoint_every': steps // evals, 'optim.schedule': 'constant'}

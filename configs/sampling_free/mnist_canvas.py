@@ -69,9 +69,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.update_from_flattened_dict(schedule.one_x(STEPS))
   if 'pilot' in args:
     c.data.val_seed = PILOT_VAL_SEED
-    c.train.update(steps=PILOT_STEPS, eval_every=PILOT_STEPS // PILOT_EVALS,
-                   checkpoint_every=PILOT_STEPS // PILOT_EVALS)
-    c.optim.schedule = 'constant'
+    c.update_from_flattened_dict(schedule.constant(PILOT_STEPS, PILOT_EVALS))
   if 'smoke' in args:
     c.data.update(num_train=64, num_val=20)
     c.train.update(steps=4, batch_size=8, log_every=2, eval_every=2, checkpoint_every=2)
