@@ -1,9 +1,10 @@
 """What the detection reproductions share when they turn runs into results: the pilot's choice
-of the training length, the COCO-metric table rows (arms and floors) and the acceptance check
-(AP50 and a flat AP curve per arm)."""
+of the training length, the COCO-metric table rows (arms and floors), the notes, the results
+figure and the acceptance check (AP50 and a flat AP curve per arm)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -139,7 +140,8 @@ def convergence_note(tol: float) -> str:
           'x0.1 at 2/3 and 8/9 of training (the 1x schedule\'s shape).')
 
 
-def figure(path, ap: Mapping[str, Sequence[float]], runs: Mapping[str, Sequence[sweep.Run]],
+def figure(path: str | os.PathLike, ap: Mapping[str, Sequence[float]],
+           runs: Mapping[str, Sequence[sweep.Run]],
            pilot: Mapping[str, Sequence[sweep.Run]], labels: Mapping[str, str], floor: float,
            steps: int) -> str:
   """The results plot, one panel per row: the final AP per seed of every entry of `ap` (bars,
