@@ -41,10 +41,7 @@ def round_steps(steps: int, multiple: int = 100) -> int:
 def one_x(steps: int, evals: int = MAIN_EVALS) -> dict[str, Any]:
   """Config overrides of a run of `steps` steps with the 1x schedule's shape, evaluated every
   steps / evals steps and checkpointed there (a cut-off run resumes from its last evaluation)."""
-  if steps % evals:
-    raise ValueError(f'{steps} steps do not split into {evals} evaluations')
-  return {'train.steps': steps, 'train.eval_every': steps // evals,
-          'train.checkpoint_every': steps // evals, 'optim.schedule': 'step',
+  return {**constant(steps, evals), 'optim.schedule': 'step',
           'optim.decay_steps': (round(steps * 2 / 3), round(steps * 8 / 9))}
 
 
